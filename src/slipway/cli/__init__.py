@@ -1,0 +1,1 @@
+"""The `slipway` user CLI: talks to the control plane over HTTP only."""
