@@ -73,12 +73,19 @@ class _Service:
 
 
 class RedisServer(_Service):
-    """redis-server without persistence on a free loopback port."""
+    """redis-server on a free loopback port; without persistence unless ``persist``."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="slipway-redis-"))
         self.port = 0
+        self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        argv = redis_argv(self.dir, port=self.port, persist=self.persist)
+        if self.persist:
+            argv += ["--appendfsync", "always"]
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     @property
     def url(self) -> str:
@@ -87,11 +94,7 @@ class RedisServer(_Service):
     def start(self) -> None:
         for _ in range(START_ATTEMPTS):  # another run may take the port between pick and bind
             self.port = free_port()
-            self.process = subprocess.Popen(
-                redis_argv(self.dir, port=self.port, persist=False),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            self.process = self._launch()
             try:
                 wait_until(lambda: answers_ping(self.url), 10, "redis-server", self.process)
                 return
@@ -103,11 +106,7 @@ class RedisServer(_Service):
         """Stop and start again on the same port: clients see a dropped connection."""
         assert self.process is not None
         stop_process(self.process)
-        self.process = subprocess.Popen(
-            redis_argv(self.dir, port=self.port, persist=False),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = self._launch()
         wait_until(lambda: answers_ping(self.url), 10, "redis-server", self.process)
 
     def stop(self) -> None:

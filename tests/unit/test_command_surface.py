@@ -87,8 +87,8 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
         ("slipway", ["keys", "add", "/tmp/key.pub"], "slipway keys add: not implemented yet\n"),
         (
             "slipwayd",
-            ["worker", "-r", "jobs.py", "-q", "default,2"],
-            "slipwayd worker: not implemented yet\n",
+            ["gateway", "--ssh-port", "2222"],
+            "slipwayd gateway: not implemented yet\n",
         ),
         (
             "slipwayd",

@@ -1,0 +1,343 @@
+"""Starts and stops everything a worker process runs (Sidekiq's ``launcher.rb``): the
+manager, the scheduled poller, periodic jobs, reliable-fetch recovery, and the heartbeat that
+makes the process visible to Sidekiq's API and Web UI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from slipway.jobs import registry
+from slipway.jobs.fetch import BasicFetch, ReliableFetch
+from slipway.jobs.keys import Keys
+from slipway.jobs.manager import Manager
+from slipway.jobs.payload import dumps, now
+from slipway.jobs.periodic import PeriodicScheduler, declared
+from slipway.jobs.processor import Processor
+from slipway.jobs.retry import MAX_RETRIES, JobRetry
+from slipway.jobs.scheduled import Poller
+from slipway.jobs.threads import JobThreads
+
+log = logging.getLogger("slipway.jobs")
+
+STATS_TTL = 5 * 365 * 24 * 60 * 60
+VERSION = "6.4.1"  # the Sidekiq wire format we speak, shown by Web UIs that read `version`
+
+
+def parse_queues(specs: list[str]) -> tuple[list[str], bool]:
+    """``-q NAME[,WEIGHT]`` options as Sidekiq's ``parse_queue``: (queue list, strict).
+
+    A queue is listed ``weight`` times; any weight above 0 turns strict ordering off.
+    """
+    queues: list[str] = []
+    strict = True
+    for spec in specs or ["default"]:
+        name, _, weight_text = spec.partition(",")
+        name = name.strip()
+        if not name:
+            raise ValueError(f"invalid queue {spec!r}: the name is empty")
+        if name in queues:
+            raise ValueError(f"queue {name!r} cannot be given twice")
+        try:
+            weight = int(weight_text) if weight_text else 0
+        except ValueError:
+            raise ValueError(f"invalid queue {spec!r}: the weight must be an integer") from None
+        if weight < 0:
+            raise ValueError(f"invalid queue {spec!r}: the weight cannot be negative")
+        queues += [name] * max(weight, 1)
+        if weight > 0:
+            strict = False
+    return queues, strict
+
+
+@dataclass
+class WorkerConfig:
+    """Defaults are Sidekiq 6.x's; the intervals exist to make tests fast."""
+
+    redis_url: str
+    namespace: str | None = None
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    strict: bool = True
+    concurrency: int = 10
+    timeout: float = 25.0
+    reliable: bool = False
+    tag: str = ""
+    labels: list[str] = field(default_factory=list)
+    max_retries: int = MAX_RETRIES
+    max_interruptions: int = 3
+    heartbeat_interval: float = 5.0
+    heartbeat_ttl: int = 60
+    recovery_interval: float = 60.0
+    poll_interval_average: float | None = None
+    initial_poll_wait: float | None = None
+
+
+def _identity() -> str:
+    hostname = os.environ.get("DYNO") or socket.gethostname()
+    return f"{hostname}:{os.getpid()}:{secrets.token_hex(6)}"
+
+
+class Launcher:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.keys = Keys(config.namespace)
+        self.identity = _identity()
+        self.started_at = now()
+        # No automatic retries: replaying a fetch whose reply was lost would take jobs twice;
+        # each loop handles errors itself (see Manager.run).
+        self.redis = redis.asyncio.Redis.from_url(
+            config.redis_url,
+            decode_responses=True,
+            encoding_errors="surrogateescape",
+            health_check_interval=30,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.fetch: BasicFetch
+        if config.reliable:
+            self.fetch = ReliableFetch(
+                self.redis,
+                self.keys,
+                config.queues,
+                config.strict,
+                self.identity,
+                config.max_interruptions,
+            )
+        else:
+            self.fetch = BasicFetch(
+                self.redis, self.keys, config.queues, config.strict, self.identity
+            )
+        self.threads = JobThreads(config.concurrency)
+        self.processor = Processor(
+            self.redis,
+            self.fetch,
+            JobRetry(self.redis, self.keys, config.max_retries),
+            self.threads,
+        )
+        self.manager = Manager(self.fetch, self.processor, config.concurrency)
+        self.poller = Poller(
+            self.redis,
+            self.keys,
+            config.poll_interval_average,
+            initial_wait=config.initial_poll_wait,
+        )
+        self.periodic = PeriodicScheduler(self.redis, self.keys, declared())
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once visible in Redis and fetching
+        self._info = dumps(
+            {
+                "hostname": self.identity.rsplit(":", 2)[0],
+                "started_at": self.started_at,
+                "pid": os.getpid(),
+                "tag": config.tag,
+                "concurrency": config.concurrency,
+                "queues": list(dict.fromkeys(config.queues)),
+                "labels": config.labels,
+                "identity": self.identity,
+                "version": VERSION,
+            }
+        )
+        self._process = psutil.Process()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def handle_signals(self) -> None:
+        """TERM/INT: graceful stop; TSTP: quiet; TTIN: dump (for a worker process)."""
+        loop = asyncio.get_running_loop()
+        for signum, handler in (
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+            (signal.SIGTSTP, self.quiet),
+            (signal.SIGTTIN, self.dump),
+        ):
+            loop.add_signal_handler(signum, handler)
+
+    async def run(self) -> None:
+        """Work until stopped (``request_stop``, or TERM from the Web UI), then shut down
+        gracefully."""
+        registry.configure(self.config.redis_url, self.config.namespace)
+        loop = asyncio.get_running_loop()
+        self.threads.start(loop)
+        log.info(
+            "worker %s starting: queues %s (%s), concurrency %d, %s fetch",
+            self.identity,
+            ",".join(dict.fromkeys(self.config.queues)),
+            "strict" if self.config.strict else "weighted",
+            self.config.concurrency,
+            "reliable" if self.fetch.reliable else "basic",
+        )
+        await self._beat_until_it_lands()
+        tasks = [
+            loop.create_task(self._heartbeat_loop(), name="heartbeat"),
+            loop.create_task(self.poller.run(), name="poller"),
+            loop.create_task(self.periodic.run(), name="periodic"),
+        ]
+        if isinstance(self.fetch, ReliableFetch):
+            tasks += [
+                loop.create_task(self.fetch.run_acknowledger(), name="acknowledger"),
+                loop.create_task(self._recovery_loop(), name="recovery"),
+            ]
+        manager = loop.create_task(self.manager.run(), name="manager")
+        self.ready.set()
+        await self.stopping.wait()
+        await self._shutdown(manager, tasks)
+
+    def request_stop(self) -> None:
+        log.info("shutting down (up to %.0f s for busy jobs)", self.config.timeout)
+        self.stopping.set()
+
+    def quiet(self) -> None:
+        if not self.manager.quieted.is_set():
+            log.info("quiet: no new jobs will be fetched")
+        self.manager.quiet()
+        self.poller.terminate()
+        self.periodic.terminate()
+
+    def dump(self) -> None:
+        """TTIN: log where every task and thread is, as Sidekiq's thread dump."""
+        for task in asyncio.all_tasks():
+            stack = io.StringIO()
+            task.print_stack(file=stack)
+            log.warning("task %s: %s", task.get_name(), stack.getvalue())
+        for thread_id, frame in sys._current_frames().items():
+            log.warning("thread %s:\n%s", thread_id, "".join(traceback.format_stack(frame)))
+
+    async def _shutdown(self, manager: asyncio.Task[None], tasks: list[asyncio.Task[Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout
+        self.quiet()
+        await self.manager.stop(deadline)
+        await manager  # its last fetch ends within FETCH_TIMEOUT; late jobs are requeued
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.fetch.flush()
+            await self._heartbeat()  # the last counts
+            await self.redis.srem(self.keys.processes, self.identity)
+            await self.redis.unlink(self.keys.work(self.identity), self.keys.workers(self.identity))
+            await self.fetch.unregister()
+        except Exception as error:
+            log.warning("could not clear the heartbeat: %s", error)
+        self.threads.stop()
+        await self.fetch.close()
+        await self.redis.aclose()
+        log.info("worker %s stopped", self.identity)
+
+    # -- heartbeat --------------------------------------------------------------------------
+
+    async def _beat_until_it_lands(self) -> None:
+        """The first heartbeat must land before fetching: reliable recovery relies on it."""
+        while True:
+            try:
+                await self._heartbeat(raise_errors=True)
+                return
+            except Exception as error:
+                log.error("cannot reach Redis, retrying: %s", error)
+                await asyncio.sleep(1)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            await self._heartbeat()
+
+    async def _heartbeat(self, raise_errors: bool = False) -> None:
+        """Sidekiq's ❤: stats and the work hash, then the process hash; then any signal."""
+        processed, failed = self.processor.counters.take()
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        ttl = self.config.heartbeat_ttl
+        busy = dict(self.processor.busy)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            for name, count in (("processed", processed), ("failed", failed)):
+                pipe.incrby(self.keys.stat(name), count)
+                pipe.incrby(self.keys.stat(name, day), count)
+                pipe.expire(self.keys.stat(name, day), STATS_TTL)
+            for work_key in (self.keys.work(self.identity), self.keys.workers(self.identity)):
+                pipe.unlink(work_key)
+                if busy:
+                    pipe.hset(work_key, mapping={tid: work.as_json() for tid, work in busy.items()})
+                pipe.expire(work_key, ttl)
+            await pipe.execute()
+
+            started = time.perf_counter()
+            await self.redis.ping()
+            rtt_us = int((time.perf_counter() - started) * 1_000_000)
+
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.sadd(self.keys.processes, self.identity)
+            pipe.hset(
+                self.keys.process(self.identity),
+                mapping={
+                    "info": self._info,
+                    "busy": len(busy),
+                    "beat": repr(now()),
+                    "quiet": "true" if self.manager.quieted.is_set() else "false",
+                    "rtt_us": rtt_us,
+                    "rss": self._process.memory_info().rss // 1024,
+                },
+            )
+            pipe.expire(self.keys.process(self.identity), ttl)
+            self.fetch.stage_register(pipe)
+            pipe.rpop(self.keys.signals(self.identity))
+            results = await pipe.execute()
+        except Exception as error:
+            self.processor.counters.give_back(processed, failed)  # not lost: next beat
+            if raise_errors:
+                raise
+            log.error("heartbeat: %s", error)
+            return
+        self._on_signal(results[-1])
+
+    def _on_signal(self, name: str | None) -> None:
+        """A signal sent through Redis by Sidekiq's Web UI or API (``Process#stop!``...)."""
+        if not name:
+            return
+        log.info("received %s through Redis", name)
+        actions = {
+            "TERM": self.request_stop,
+            "INT": self.request_stop,
+            "TSTP": self.quiet,
+            "USR1": self.quiet,
+            "TTIN": self.dump,
+        }
+        action = actions.get(name)
+        if action is None:
+            log.warning("ignoring unknown signal %r", name)
+        else:
+            action()
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            try:
+                await self.fetch.recover(lock_ttl=self.config.heartbeat_ttl)
+            except Exception as error:
+                log.error("reliable fetch recovery: %s", error)
+            await asyncio.sleep(self.config.recovery_interval)
+
+
+def run_worker(config: WorkerConfig) -> None:
+    """Run a worker in this process until a signal stops it."""
+    launcher = Launcher(config)
+
+    async def main() -> None:
+        launcher.handle_signals()
+        await launcher.run()
+
+    asyncio.run(main())
