@@ -49,7 +49,7 @@ DatabaseUrl = Annotated[
 NOT_YET_STARTED = {
     "api": "HTTP API on :{http_port}",
     "gateway": "SSH gateway on :{ssh_port}",
-    "worker": "job worker",
+    "worker": "job worker (starts with the builder, which brings Slipway's own jobs)",
     "runner": "app runner and router",
 }
 

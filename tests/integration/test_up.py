@@ -15,6 +15,8 @@ import redis
 
 from tests.services import wait_until
 
+SLIPWAYD_UP = [sys.executable, "-c", "from slipway.daemon import app; app()", "up"]
+
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
@@ -22,10 +24,7 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-c",
-            "from slipway.daemon import app; app()",
-            "up",
+            *SLIPWAYD_UP,
             "--data-dir",
             str(data_dir),
             "--http-port",
@@ -102,10 +101,7 @@ def test_up_reports_a_child_that_cannot_start(tmp_path: Path) -> None:
     (data_dir / "redis" / "redis.sock").mkdir()
     result = subprocess.run(
         [
-            sys.executable,
-            "-c",
-            "from slipway.daemon import app; app()",
-            "up",
+            *SLIPWAYD_UP,
             "--data-dir",
             str(data_dir),
         ],

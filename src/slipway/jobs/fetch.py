@@ -33,34 +33,18 @@ FETCH_TIMEOUT = 2  # seconds a blocking fetch waits, so shutdown is noticed (Sid
 RELIABLE_MULTI_QUEUE_WAIT = 0.2
 MAX_INTERRUPTIONS = 3
 
-# Pop up to ARGV[1] jobs, queue after queue in KEYS order. Returns {queue index, job, ...}.
-POP_BATCH = """
+# Take up to ARGV[1] jobs from the ARGV[2] queues KEYS[1..n], queue after queue; when working
+# lists follow (KEYS[n + i] for queue i), move each job into its list. Returns the flat list
+# {queue index, job, ...}.
+TAKE_BATCH = """
 local limit = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  if limit <= 0 then break end
-  local jobs = redis.call('rpop', key, limit)
-  if jobs then
-    for _, job in ipairs(jobs) do
-      out[#out + 1] = i
-      out[#out + 1] = job
-    end
-    limit = limit - #jobs
-  end
-end
-return out
-"""
-
-# The same, each job moved into the working list KEYS[n + i] of its queue KEYS[i].
-MOVE_BATCH = """
-local limit = tonumber(ARGV[1])
-local n = #KEYS / 2
+local n = tonumber(ARGV[2])
 local out = {}
 for i = 1, n do
   if limit <= 0 then break end
   local jobs = redis.call('rpop', KEYS[i], limit)
   if jobs then
-    redis.call('lpush', KEYS[n + i], unpack(jobs))
+    if #KEYS > n then redis.call('lpush', KEYS[n + i], unpack(jobs)) end
     for _, job in ipairs(jobs) do
       out[#out + 1] = i
       out[#out + 1] = job
@@ -116,7 +100,7 @@ class BasicFetch:
         self.queues = queues
         self.strict = strict
         self.identity = identity
-        self._pop_batch = redis.register_script(POP_BATCH)
+        self._take_batch = redis.register_script(TAKE_BATCH)
         # Blocking calls get a connection of their own, so that `wake` can unblock them.
         self._blocking = redis.client()
         self._blocked_id: int | None = None
@@ -144,7 +128,7 @@ class BasicFetch:
         """Up to ``limit`` jobs; waits up to FETCH_TIMEOUT when the queues are empty."""
         order = self._order()
         keys = [self.keys.queue(name) for name in order]
-        found = await self._pop_batch(keys=keys, args=[limit])
+        found = await self._take_batch(keys=keys, args=[limit, len(keys)])
         if found:
             return _units(order, found)
         popped = await self._block("BRPOP", *keys, FETCH_TIMEOUT)
@@ -198,7 +182,6 @@ class ReliableFetch(BasicFetch):
     ) -> None:
         super().__init__(redis, keys, queues, strict, identity)
         self.max_interruptions = max_interruptions
-        self._move_batch = redis.register_script(MOVE_BATCH)
         self._move_back = redis.register_script(MOVE_BACK)
         self._acks: list[UnitOfWork] = []
         self._acks_waiting = asyncio.Event()
@@ -211,7 +194,7 @@ class ReliableFetch(BasicFetch):
         order = self._order()
         keys = [self.keys.queue(name) for name in order]
         working = [self._working(name) for name in order]
-        found = await self._move_batch(keys=keys + working, args=[limit])
+        found = await self._take_batch(keys=keys + working, args=[limit, len(keys)])
         if found:
             return _units(order, found)
         wait = FETCH_TIMEOUT if len(order) == 1 else RELIABLE_MULTI_QUEUE_WAIT
@@ -355,5 +338,5 @@ class ReliableFetch(BasicFetch):
 
 
 def _units(order: list[str], found: list[Any]) -> list[UnitOfWork]:
-    """Decode POP_BATCH/MOVE_BATCH's flat reply: 1-based queue index, job, ..."""
+    """Decode TAKE_BATCH's flat reply: 1-based queue index, job, ..."""
     return [UnitOfWork(order[int(found[i]) - 1], found[i + 1]) for i in range(0, len(found), 2)]

@@ -95,7 +95,15 @@ class Manager:
         units = list(unfinished.values())
         log.warning("pushing %d unfinished jobs back to their queues", len(units))
         # Requeue first, then cancel: a crash in between runs a job twice, never zero times.
-        await self.fetch.requeue(units)
+        try:
+            await self.fetch.requeue(units)
+        except Exception as error:
+            log.error(
+                "could not push %d jobs back (%s)%s",
+                len(units),
+                error,
+                "; recovery will" if self.fetch.reliable else "; they are lost",
+            )
         for task in unfinished:
             task.cancel()
         await asyncio.wait(list(unfinished), timeout=3)

@@ -63,9 +63,15 @@ _NATIVE = "use str, int, float, bool, None, list, or dict with str keys"
 
 def _bad_value(value: Any, path: str) -> str | None:
     """The first non-JSON-native value under ``value``, described with its path."""
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool | int):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path} is a str with a lone surrogate, which is not valid UTF-8"
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"

@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,41 +87,29 @@ class Processor:
         tid = _to36(next(self._tids) ^ os.getpid())
         self.busy[tid] = Work(unit, int(now()))
         job: Job | None = None
-        outcome = "done"
+        outcome = "interrupted"  # unless the job gets further than a cancellation
         try:
             job = parse(unit.raw)
             function = lookup(job["class"])
-            try:
-                await self._call(job, function)
-            except asyncio.CancelledError:
-                outcome = "interrupted"
-                raise
-            except BaseException as error:  # everything a job raises is the job's failure
-                self.counters.failed += 1
-                log.warning(
-                    "job %s %s failed: %s: %s",
-                    job.get("class"),
-                    job.get("jid"),
-                    error_class(error),
-                    error_message(error)[:200],
-                )
-                try:
-                    outcome = await self.retry.handle(job, unit.queue, error, function)
-                except Exception as recording_error:
-                    # Redis is unreachable: the failure cannot be recorded, so the job goes
-                    # back to its queue to run again rather than being lost.
-                    log.error(
-                        "cannot record the failure of %s: %s; requeuing it",
-                        job.get("jid"),
-                        recording_error,
-                    )
-                    outcome = "requeued"
-                    await self._requeue_when_possible(unit)
+            await self._call(job, function)
+            outcome = "done"
+        except asyncio.CancelledError:
+            raise
         except InvalidJob as error:
             self.counters.failed += 1
-            outcome = "dead"
             job = error.job
-            await self._bury(unit.raw, error)
+            outcome = await self._record(unit, self._bury(unit.raw, error))
+        except BaseException as error:  # everything a job raises is the job's failure
+            assert job is not None
+            self.counters.failed += 1
+            log.warning(
+                "job %s %s failed: %s: %s",
+                job.get("class"),
+                job.get("jid"),
+                error_class(error),
+                error_message(error)[:200],
+            )
+            outcome = await self._record(unit, self.retry.handle(job, unit.queue, error, function))
         finally:
             del self.busy[tid]
             if outcome != "interrupted":
@@ -129,13 +118,19 @@ class Processor:
                 self.fetch.acknowledge(unit)
             _log_job(job, unit, outcome, started)
 
-    async def _requeue_when_possible(self, unit: UnitOfWork) -> None:
-        while True:
-            try:
-                await self.fetch.requeue([unit])
-                return
-            except Exception:
-                await asyncio.sleep(REQUEUE_PAUSE)
+    async def _record(self, unit: UnitOfWork, recording: Awaitable[str]) -> str:
+        """The outcome a failure was recorded as; if Redis cannot take it, the job goes back
+        to its queue (as soon as Redis answers) to run again rather than being lost."""
+        try:
+            return await recording
+        except Exception as error:
+            log.error("cannot record a failed job (%s); pushing it back to its queue", error)
+            while True:
+                try:
+                    await self.fetch.requeue([unit])
+                    return "requeued"
+                except Exception:
+                    await asyncio.sleep(REQUEUE_PAUSE)
 
     async def _call(self, job: Job, function: JobFunction | None) -> None:
         if function is None:
@@ -146,7 +141,7 @@ class Processor:
         else:
             await self.threads.run(function.function, *job["args"])
 
-    async def _bury(self, raw: str, error: InvalidJob) -> None:
+    async def _bury(self, raw: str, error: InvalidJob) -> str:
         """Unrunnable payloads go straight to the dead set, never silently dropped."""
         log.error("invalid job sent to the dead set: %s: %.200s", error, raw)
         job = error.job
@@ -158,12 +153,13 @@ class Processor:
         pipe = self.redis.pipeline(transaction=True)
         stage_kill(pipe, self.fetch.keys, raw)
         await pipe.execute()
+        return "dead"
 
 
 def parse(raw: str) -> Job:
     try:
         job = loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidJob(f"the payload is not valid JSON: {error}") from None
     if not isinstance(job, dict):
         raise InvalidJob(f"the payload is a JSON {type(job).__name__}, not an object")

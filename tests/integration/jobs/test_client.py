@@ -10,20 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import redis
 
 from slipway.jobs import AsyncClient, Client
 from slipway.jobs.payload import timestamp_seconds
-
-
-@pytest.fixture
-def client(redis_url: str) -> Client:
-    return Client(redis_url)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    return redis.Redis.from_url(redis_url, decode_responses=True)
 
 
 def command_calls(raw: Any, name: str) -> int:

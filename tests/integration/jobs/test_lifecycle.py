@@ -19,11 +19,6 @@ from tests.services import RedisServer, wait_until
 RELIABLE = ["--reliable", "--heartbeat-ttl", "1", "--recovery-interval", "0.3"]
 
 
-@pytest.fixture
-def client(redis_url: str) -> Client:
-    return Client(redis_url)
-
-
 def test_tstp_quiets_and_term_stops(redis_url: str, client: Client) -> None:
     with WorkerProcess(redis_url) as worker:
         raw = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -6,23 +6,10 @@ import json
 import time
 from typing import Any
 
-import pytest
-import redis
-
 from slipway.jobs import Client
 from slipway.jobs.retry import DEAD_TIMEOUT, uncompress_backtrace
 from tests import sample_jobs
 from tests.jobs_support import eventually, worker
-
-
-@pytest.fixture
-def client(redis_url: str) -> Client:
-    return Client(redis_url)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    return redis.Redis.from_url(redis_url, decode_responses=True)
 
 
 def push_raw(raw: Any, **job: Any) -> None:

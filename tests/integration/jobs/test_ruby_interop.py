@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from slipway.jobs import Client
+from slipway.jobs.retry import compress_backtrace
 from tests.jobs_support import RUBY_JOBS, eventually, results, ruby, worker
 from tests.services import Sidekiq
 
@@ -173,3 +174,16 @@ async def test_ruby_and_python_pollers_share_the_retry_and_schedule_sets(redis_u
             await asyncio.sleep(1)
             assert client.redis.llen("results") == 40  # each exactly once
     assert sorted(map(str, ran)) == sorted(map(str, [[i] for i in range(20)] * 2))
+
+
+def test_backtrace_encoding_is_byte_for_byte_rubys(redis_url: str) -> None:
+    lines = [f"/app/jobs/report.py:{i}:in `perform'" for i in range(30)]
+    from_ruby = ruby(
+        redis_url,
+        f"""
+        require "zlib"
+        require "base64"
+        print Base64.encode64(Zlib::Deflate.deflate(JSON.generate({json.dumps(lines)})))
+    """,
+    )
+    assert compress_backtrace(lines) == from_ruby

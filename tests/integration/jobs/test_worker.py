@@ -19,16 +19,6 @@ from slipway.jobs import Client
 from tests.jobs_support import WorkerProcess, eventually, results, worker
 
 
-@pytest.fixture
-def client(redis_url: str) -> Client:
-    return Client(redis_url)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    return redis.Redis.from_url(redis_url, decode_responses=True)
-
-
 async def test_strict_order_drains_earlier_queues_first(redis_url: str, client: Client) -> None:
     client.enqueue_bulk("low", "record", [["low", i] for i in range(30)])
     client.enqueue_bulk("high", "record", [["high", i] for i in range(30)])
