@@ -145,6 +145,8 @@ class WorkerProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGTTIN)  # the worker logs where it is stuck
+            time.sleep(1)
             raise AssertionError(f"the worker did not exit; its log:\n{self.output()}") from None
 
     def stop(self) -> None:

@@ -186,6 +186,7 @@ class ReliableFetch(BasicFetch):
         self._acks: list[UnitOfWork] = []
         self._acks_waiting = asyncio.Event()
         self._acks_lock = asyncio.Lock()
+        self._acknowledger_stopped = False
 
     def _working(self, queue: str) -> str:
         return self.keys.working(self.identity, queue)
@@ -224,13 +225,21 @@ class ReliableFetch(BasicFetch):
                 raise
 
     async def run_acknowledger(self) -> None:
+        """Send acknowledgements as they come, until :meth:`stop_acknowledger`."""
         while True:
             await self._acks_waiting.wait()
+            if self._acknowledger_stopped:
+                return
             try:
                 await self.flush()
             except Exception as error:
                 log.warning("could not acknowledge jobs, will retry: %s", error)
                 await asyncio.sleep(1)
+
+    def stop_acknowledger(self) -> None:
+        """End :meth:`run_acknowledger`; what is left is sent by a last :meth:`flush`."""
+        self._acknowledger_stopped = True
+        self._acks_waiting.set()
 
     async def reconcile(self, running: list[UnitOfWork]) -> int:
         """After a lost connection: a fetch whose reply was lost left jobs in our working

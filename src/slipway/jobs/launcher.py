@@ -5,6 +5,7 @@ makes the process visible to Sidekiq's API and Web UI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -14,6 +15,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +142,9 @@ class Launcher:
         self.periodic = PeriodicScheduler(self.redis, self.keys, declared())
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once visible in Redis and fetching
+        # Ends the background loops. They are not cancelled: a cancellation arriving inside a
+        # Redis call can be turned into a timeout and swallowed (Python 3.11's asyncio.timeout).
+        self._closing = asyncio.Event()
         self._info = dumps(
             {
                 "hostname": self.identity.rsplit(":", 2)[0],
@@ -184,14 +189,19 @@ class Launcher:
         )
         await self._beat_until_it_lands()
         tasks = [
-            loop.create_task(self._heartbeat_loop(), name="heartbeat"),
+            loop.create_task(
+                self._every(self.config.heartbeat_interval, self._heartbeat), name="heartbeat"
+            ),
             loop.create_task(self.poller.run(), name="poller"),
             loop.create_task(self.periodic.run(), name="periodic"),
         ]
         if isinstance(self.fetch, ReliableFetch):
             tasks += [
                 loop.create_task(self.fetch.run_acknowledger(), name="acknowledger"),
-                loop.create_task(self._recovery_loop(), name="recovery"),
+                loop.create_task(
+                    self._every(self.config.recovery_interval, self._recover, first=True),
+                    name="recovery",
+                ),
             ]
         manager = loop.create_task(self.manager.run(), name="manager")
         self.ready.set()
@@ -224,9 +234,13 @@ class Launcher:
         self.quiet()
         await self.manager.stop(deadline)
         await manager  # its last fetch ends within FETCH_TIMEOUT; late jobs are requeued
-        for task in tasks:
+        self._closing.set()
+        if isinstance(self.fetch, ReliableFetch):
+            self.fetch.stop_acknowledger()
+        _, stuck = await asyncio.wait(tasks, timeout=5)
+        for task in stuck:
+            log.warning("%s did not stop; cancelling it", task.get_name())
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self.fetch.flush()
             await self._heartbeat()  # the last counts
@@ -252,10 +266,17 @@ class Launcher:
                 log.error("cannot reach Redis, retrying: %s", error)
                 await asyncio.sleep(1)
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
-            await self._heartbeat()
+    async def _every(
+        self, interval: float, action: Callable[[], Awaitable[None]], first: bool = False
+    ) -> None:
+        """Run ``action`` every ``interval`` seconds until closing."""
+        if first:
+            await action()
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), interval)
+            if not self._closing.is_set():
+                await action()
 
     async def _heartbeat(self, raise_errors: bool = False) -> None:
         """Sidekiq's ❤: stats and the work hash, then the process hash; then any signal."""
@@ -323,13 +344,11 @@ class Launcher:
         else:
             action()
 
-    async def _recovery_loop(self) -> None:
-        while True:
-            try:
-                await self.fetch.recover(lock_ttl=self.config.heartbeat_ttl)
-            except Exception as error:
-                log.error("reliable fetch recovery: %s", error)
-            await asyncio.sleep(self.config.recovery_interval)
+    async def _recover(self) -> None:
+        try:
+            await self.fetch.recover(lock_ttl=self.config.heartbeat_ttl)
+        except Exception as error:
+            log.error("reliable fetch recovery: %s", error)
 
 
 def run_worker(config: WorkerConfig) -> None:

@@ -83,7 +83,9 @@ def test_scheduled_set_add_to_queue(redis_url: str, client: Client, raw: Any) ->
 async def test_processes_and_work_of_ruby_and_python_alike(redis_url: str, client: Client) -> None:
     client.enqueue("default", "sleep", [1.0, "seen"])
     async with worker(redis_url, tag="py") as w:
+        # The work hash and the process hash are written one after the other: wait for both.
         await eventually(lambda: any(True for _ in api.WorkSet(redis_url)))
+        await eventually(lambda: [p.busy for p in api.ProcessSet(redis_url)] == [1])
         [process] = list(api.ProcessSet(redis_url))
         assert process.identity == w.identity and process["tag"] == "py"
         assert process.busy == 1 and not process.stopping and process.rss > 0
