@@ -7,6 +7,9 @@ only the flags the user gave, so flags win over the environment, which wins over
 from __future__ import annotations
 
 import os
+import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,49 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # None: a SQLite file in the data dir.
     database_url: str | None = None
+    # Shared by the API and the edge services (gateway, repo hosts) for /internal; generated
+    # into the data dir on first start when unset.
     internal_secret: SecretStr | None = None
+    # The host name users reach the gateway and API by (git remotes); default: `host`, or
+    # this machine's name when `host` listens everywhere.
+    public_host: str | None = None
 
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
+
+    @property
+    def effective_public_host(self) -> str:
+        if self.public_host:
+            return self.public_host
+        return socket.getfqdn() if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+
+    @property
+    def repositories_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    def effective_internal_secret(self) -> str:
+        """The configured secret, else the one in the data dir, created (mode 0600) if needed."""
+        if self.internal_secret is not None:
+            return self.internal_secret.get_secret_value()
+        path = self.data_dir / "internal_secret"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process is creating it: use theirs once written
+            for _ in range(100):
+                if secret := path.read_text().strip():
+                    return secret
+                time.sleep(0.01)
+            raise RuntimeError(f"{path} stays empty; remove it and start again") from None
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secret + "\n")
+        return secret
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
+import uvicorn
 
+from slipway.api.app import create_app
 from slipway.config import Settings, load_settings
 from slipway.jobs.client import redis_url_from_env
 from slipway.jobs.launcher import WorkerConfig, parse_queues, run_worker
 from slipway.jobs.registry import registered, require
 from slipway.logs import setup_logging
 from slipway.redis_server import redis_service
+from slipway.store import accounts
+from slipway.store.db import Database
+from slipway.store.errors import StoreError
+from slipway.store.migrate import migrate
 from slipway.supervisor import Service, ServiceError, Supervisor
 from slipway.unbuilt import add_unbuilt
 
@@ -27,6 +35,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def private_files() -> None:
+    """Files Slipway writes hold secrets (token hashes, env values, keys): owner only."""
+    os.umask(0o077)
+
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where Slipway keeps its data [SLIPWAY_DATA_DIR].")
@@ -47,7 +62,6 @@ DatabaseUrl = Annotated[
 ]
 
 NOT_YET_STARTED = {
-    "api": "HTTP API on :{http_port}",
     "gateway": "SSH gateway on :{ssh_port}",
     "worker": "job worker (starts with the builder, which brings Slipway's own jobs)",
     "runner": "app runner and router",
@@ -63,11 +77,49 @@ Next steps:
 """
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The environment of `up`'s children: the same settings, explicitly."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
+    env.update(
+        SLIPWAY_DATA_DIR=str(settings.data_dir),
+        SLIPWAY_HOST=settings.host,
+        SLIPWAY_HTTP_PORT=str(settings.http_port),
+        SLIPWAY_SSH_PORT=str(settings.ssh_port),
+        SLIPWAY_DATABASE_URL=settings.effective_database_url,
+    )
+    if settings.redis_url:
+        env["SLIPWAY_REDIS_URL"] = settings.redis_url
+    if settings.public_host:
+        env["SLIPWAY_PUBLIC_HOST"] = settings.public_host
+    return env
+
+
 def _embedded_services(settings: Settings) -> list[Service]:
     services = []
     if settings.redis_url is None:
-        services.append(redis_service(settings.data_dir / "redis"))
+        redis = redis_service(settings.data_dir / "redis")
+        services.append(redis)
+        settings = settings.model_copy(update={"redis_url": redis.listens})
+    env = _child_env(settings)
+    api_url = f"http://{settings.host}:{settings.http_port}"
+    services.append(
+        Service(
+            name="api",
+            argv=[sys.executable, "-m", "slipway.daemon", "api"],
+            env=env,
+            listens=api_url,
+            ready=lambda: http_ok(f"{api_url}/healthz"),
+            log_path=str(settings.data_dir / "api.log"),
+        )
+    )
     return services
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @app.command()
@@ -96,7 +148,8 @@ def up(
 
     print(f"Slipway is up; data in {settings.data_dir}. Ctrl-C stops everything.")
     for service in supervisor.services:
-        print(f"  {service.name:<8} {service.listens}  (pid {service.pid})")
+        log = f", log {service.log_path}" if service.log_path else ""
+        print(f"  {service.name:<8} {service.listens}  (pid {service.pid}{log})")
     if settings.redis_url is not None:
         print(f"  {'redis':<8} {settings.redis_url}  (external)")
     values = settings.model_dump()
@@ -227,13 +280,78 @@ def worker(
     )
 
 
-add_unbuilt(app, "api", "Serve the HTTP API (public /v1 and internal /internal).")
+Host = Annotated[str | None, typer.Option("--host", help="Address to listen on [SLIPWAY_HOST].")]
+
+
+def _database(settings: Settings) -> Database:
+    database = Database(settings.effective_database_url)
+    migrate(database.engine)
+    return database
+
+
+@app.command()
+def api(
+    data_dir: DataDir = None,
+    host: Host = None,
+    http_port: HttpPort = None,
+    ssh_port: SshPort = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the HTTP API (public /v1 and internal /internal); applies migrations first."""
+    settings = load_settings(
+        data_dir=data_dir,
+        host=host,
+        http_port=http_port,
+        ssh_port=ssh_port,
+        database_url=database_url,
+    )
+    setup_logging()
+    database = _database(settings)
+    uvicorn.run(
+        create_app(settings, database),
+        host=settings.host,
+        port=settings.http_port,
+        log_config=None,
+        server_header=False,
+    )
+
+
+@app.command("migrate")
+def migrate_command(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Apply the store's database migrations (the API also does at start)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    database = _database(settings)
+    print(f"database at the latest schema: {database.engine.url.render_as_string()}")
+
+
 add_unbuilt(app, "gateway", "Serve the SSH gateway for git push, fetch and db-tunnel.")
 add_unbuilt(app, "runner", "Run apps' processes, collect logs and stats, configure the router.")
 add_unbuilt(app, "git-shell", "Serve one git command for the gateway (called by it, not by hand).")
 add_unbuilt(app, "hook", "Git hook entry point (called by git, not by hand).")
-add_unbuilt(app, "migrate", "Apply the store's database migrations.")
 
 admin = typer.Typer(help="Administration: users and tokens.", no_args_is_help=True)
-add_unbuilt(admin, "create-user", "Create a user and print its API token.")
 app.add_typer(admin, name="admin")
+
+
+@admin.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits, - and _.")],
+    is_admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user and print a new API token for it (only the token, on stdout)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    database = _database(settings)
+    try:
+        with database.session() as session:
+            user = accounts.create_user(session, name, is_admin=is_admin)
+            new = accounts.create_token(session, user, "created by slipwayd admin")
+    except StoreError as error:
+        typer.echo(f"slipwayd admin create-user: {error.message}", err=True)
+        raise typer.Exit(1) from error
+    print(new.token)
+
+
+if __name__ == "__main__":
+    app()

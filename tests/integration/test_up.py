@@ -7,36 +7,41 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
 
+from slipway.supervisor import free_port
 from tests.services import wait_until
 
 SLIPWAYD_UP = [sys.executable, "-c", "from slipway.daemon import app; app()", "up"]
 
 
+@dataclass
+class Up:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    http_port: int
+
+
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def up(tmp_path: Path) -> Iterator[Up]:
     data_dir = tmp_path / "data"
+    http_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     process = subprocess.Popen(
-        [
-            *SLIPWAYD_UP,
-            "--data-dir",
-            str(data_dir),
-            "--http-port",
-            "18080",
-        ],
+        [*SLIPWAYD_UP, "--data-dir", str(data_dir), "--http-port", str(http_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
-        yield process, data_dir
+        yield Up(process, data_dir, http_port)
     finally:
         if process.poll() is None:
             process.kill()
@@ -59,19 +64,24 @@ def _children(pid: int) -> list[psutil.Process]:
     return children
 
 
-def test_up_starts_redis_prints_it_and_stops_everything_on_ctrl_c(
-    up: tuple[subprocess.Popen[str], Path],
-) -> None:
-    process, data_dir = up
+def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> None:
+    process, data_dir = up.process, up.data_dir
     banner = _read_until_running(process)
     socket_path = data_dir / "redis" / "redis.sock"
     assert f"redis    unix://{socket_path}" in banner
-    assert "api      HTTP API on :18080" in banner  # listed as not started, with its port
+    assert f"api      http://127.0.0.1:{up.http_port}" in banner
+    assert "gateway  SSH gateway on :2222" in banner  # listed as not started, with its port
     assert "Not started, not built yet:" in banner
     assert redis.Redis(unix_socket_path=str(socket_path)).ping()
     assert (socket_path.stat().st_mode & 0o777) == 0o700
+    health = httpx.get(f"http://127.0.0.1:{up.http_port}/healthz")
+    assert health.json() == {"status": "ok"}
+    # The secret and the database hold secrets: owner only.
+    for private in ("internal_secret", "slipway.db"):
+        assert ((data_dir / private).stat().st_mode & 0o077) == 0
     children = _children(process.pid)
-    assert [child.name() for child in children] == ["redis-server"]
+    assert sorted(child.name() for child in children)[-1] == "redis-server"
+    assert len(children) == 2
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
@@ -81,10 +91,8 @@ def test_up_starts_redis_prints_it_and_stops_everything_on_ctrl_c(
     assert alive == []
 
 
-def test_children_die_with_up_even_when_it_is_killed(
-    up: tuple[subprocess.Popen[str], Path],
-) -> None:
-    process, _ = up
+def test_children_die_with_up_even_when_it_is_killed(up: Up) -> None:
+    process = up.process
     _read_until_running(process)
     children = _children(process.pid)
     assert children

@@ -84,17 +84,13 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
     ("program", "args", "message"),
     [
         ("slipway", ["logs", "-n", "10", "-f"], "slipway logs: not implemented yet\n"),
-        ("slipway", ["keys", "add", "/tmp/key.pub"], "slipway keys add: not implemented yet\n"),
+        ("slipway", ["db-tunnel", "-p", "10000"], "slipway db-tunnel: not implemented yet\n"),
         (
             "slipwayd",
             ["gateway", "--ssh-port", "2222"],
             "slipwayd gateway: not implemented yet\n",
         ),
-        (
-            "slipwayd",
-            ["admin", "create-user", "alice", "--admin"],
-            "slipwayd admin create-user: not implemented yet\n",
-        ),
+        ("slipwayd", ["runner"], "slipwayd runner: not implemented yet\n"),
     ],
 )
 def test_an_unbuilt_command_says_so_and_fails(program: str, args: list[str], message: str) -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
+from slipway.cli import account
+from slipway.cli.apps import apps, collaborators, env
+from slipway.cli.completion import script, setup_completion
+from slipway.cli.errors import CliError
 from slipway.unbuilt import add_unbuilt
 
 app = typer.Typer(
@@ -15,10 +22,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-TOP_LEVEL = {
-    "login": "Store an API URL and token for later commands.",
-    "logout": "Forget the stored token.",
-    "whoami": "Show the user the stored token belongs to.",
+_debug = False
+setup_completion()
+
+
+@app.callback()
+def options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+app.command()(account.login)
+app.command()(account.logout)
+app.command()(account.whoami)
+app.add_typer(account.keys, name="keys")
+app.add_typer(apps, name="apps")
+app.add_typer(collaborators, name="collaborators")
+app.add_typer(env, name="env")
+
+
+@app.command()
+def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
+    """Print a completion script, e.g. eval "$(slipway completion bash)" in ~/.bashrc."""
+    print(script(shell))
+
+
+NOT_BUILT = {
     "deployments": "List an app's deployments.",
     "logs": "Show an app's logs (-n N, -f to follow, -F to filter).",
     "run": "Run a one-off command in an app's environment: slipway run -- CMD.",
@@ -27,50 +58,29 @@ TOP_LEVEL = {
     "scale": "Change how many processes of each type run.",
     "restart": "Restart an app's processes.",
     "rollback": "Deploy an earlier release again.",
-    "completion": "Print a completion script for bash, zsh or fish.",
 }
-
-GROUPS = {
-    "keys": (
-        "Manage your SSH public keys.",
-        {
-            "add": "Add an SSH public key (default: the first of ~/.ssh/id_*.pub).",
-            "list": "List your SSH keys.",
-            "remove": "Remove an SSH key by name.",
-        },
-    ),
-    "apps": (
-        "Create and manage apps.",
-        {
-            "create": "Create an app and add its git remote.",
-            "list": "List the apps you can access.",
-            "info": "Show an app.",
-            "destroy": "Destroy an app and everything it holds.",
-        },
-    ),
-    "collaborators": (
-        "Share an app with other users.",
-        {
-            "add": "Give a user access to an app.",
-            "list": "List an app's collaborators.",
-            "remove": "Take a user's access away.",
-        },
-    ),
-    "env": (
-        "Manage an app's environment variables.",
-        {
-            "list": "List an app's environment variables.",
-            "set": "Set variables: slipway env set A=1 B=2, or --file .env.",
-            "unset": "Remove variables.",
-        },
-    ),
-}
-
-for command, help_text in TOP_LEVEL.items():
+for command, help_text in NOT_BUILT.items():
     add_unbuilt(app, command, help_text)
 
-for group, (group_help, commands) in GROUPS.items():
-    sub = typer.Typer(help=group_help, no_args_is_help=True)
-    for command, help_text in commands.items():
-        add_unbuilt(sub, command, help_text)
-    app.add_typer(sub, name=group)
+
+def main() -> None:
+    """The console script: errors are one line on stderr, with a traceback only on --debug.
+
+    Typer reports usage errors itself (exit status 2); our own errors and unexpected ones
+    come out of it and are reported here.
+    """
+    try:
+        app()
+    except CliError as error:
+        if _debug:
+            raise
+        print(f"slipway: {error.message}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("slipway: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        if _debug:
+            raise
+        print(f"slipway: unexpected error: {error} (run with --debug for details)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,200 @@
+"""``apps``, ``collaborators`` and ``env``."""
+
+from __future__ import annotations
+
+import sys
+from io import StringIO
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+import typer
+from dotenv import dotenv_values
+
+from slipway.cli.appname import DEFAULT_REMOTE, detect_app, git
+from slipway.cli.completion import remember_apps
+from slipway.cli.errors import CliError
+from slipway.cli.http import Api
+from slipway.cli.options import AppOption, JsonOption, RemoteOption
+from slipway.cli.output import console, show
+
+APP_COLUMNS = ["name", "owner", "role", "git_remote", "created_at"]
+
+apps = typer.Typer(help="Create and manage apps.", no_args_is_help=True)
+collaborators = typer.Typer(help="Share an app with other users.", no_args_is_help=True)
+env = typer.Typer(help="Manage an app's environment variables.", no_args_is_help=True)
+
+
+def app_path(app: str) -> str:
+    return f"/v1/apps/{quote(app, safe='')}"
+
+
+@apps.command("create")
+def apps_create(
+    name: Annotated[str, typer.Argument(help="3-48 lowercase letters, digits and dashes.")],
+    remote: Annotated[str, typer.Option("-r", "--remote", help="The git remote to add.")] = (
+        DEFAULT_REMOTE
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Create an app; inside a git repository, also add its git remote."""
+    app = Api.logged_in().call("POST", "/v1/apps", json={"name": name})
+    if as_json:
+        show(app, True)
+        return
+    console.print(f"Created app {app['name']}; git remote: {app['git_remote']}")
+    if git("rev-parse", "--git-dir") is None:
+        console.print(
+            f"Add it to your repository with: git remote add {remote} {app['git_remote']}"
+        )
+        return
+    existing = git("config", "--get", f"remote.{remote}.url")
+    if existing is None:
+        if git("remote", "add", remote, app["git_remote"]) is None:
+            raise CliError(f"could not add the git remote {remote!r}")
+        console.print(f"Added git remote {remote!r}: git push {remote} main")
+    elif existing != app["git_remote"]:
+        console.print(
+            f"The git remote {remote!r} already points to {existing}; left as is. "
+            f"Use -r NAME to add another remote."
+        )
+
+
+@apps.command("list")
+def apps_list(as_json: JsonOption = False) -> None:
+    """List the apps you own or collaborate on."""
+    api = Api.logged_in()
+    found = api.pages("/v1/apps")
+    remember_apps(api.api_url, [app["name"] for app in found])
+    show(found, as_json, APP_COLUMNS, "no apps yet: slipway apps create NAME")
+
+
+@apps.command("info")
+def apps_info(
+    app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption = False
+) -> None:
+    """Show an app."""
+    show(Api.logged_in().call("GET", app_path(detect_app(app, remote))), as_json, APP_COLUMNS)
+
+
+@apps.command("destroy")
+def apps_destroy(
+    app: AppOption = None,
+    remote: RemoteOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Destroy an app and everything it holds. Asks you to type its name, unless --yes."""
+    name = detect_app(app, remote)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"destroying {name!r} cannot be undone: add --yes to confirm")
+        typed = typer.prompt(f"Destroying {name!r} cannot be undone. Type its name to confirm")
+        if typed.strip() != name:
+            raise CliError("the name does not match; nothing was destroyed")
+    Api.logged_in().call("DELETE", app_path(name))
+    console.print(f"Destroyed app {name}")
+
+
+@collaborators.command("list")
+def collaborators_list(
+    app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption = False
+) -> None:
+    """List who has access to an app."""
+    found = Api.logged_in().call("GET", app_path(detect_app(app, remote)) + "/collaborators")
+    show(found, as_json, ["user", "role", "created_at"])
+
+
+@collaborators.command("add")
+def collaborators_add(
+    user: Annotated[str, typer.Argument(help="A user name.")],
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Give a user access to an app (owner only)."""
+    name = detect_app(app, remote)
+    Api.logged_in().call("POST", app_path(name) + "/collaborators", json={"user": user})
+    console.print(f"{user} is now a collaborator of {name}")
+
+
+@collaborators.command("remove")
+def collaborators_remove(
+    user: Annotated[str, typer.Argument(help="A user name.")],
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Take a user's access to an app away (owner only)."""
+    name = detect_app(app, remote)
+    Api.logged_in().call("DELETE", f"{app_path(name)}/collaborators/{quote(user, safe='')}")
+    console.print(f"{user} no longer has access to {name}")
+
+
+@env.command("list")
+def env_list(
+    app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption = False
+) -> None:
+    """List an app's environment variables."""
+    variables = Api.logged_in().call("GET", app_path(detect_app(app, remote)) + "/env")["env"]
+    if as_json:
+        show(variables, True)
+    elif not variables:
+        console.print("no variables yet: slipway env set NAME=VALUE")
+    else:
+        for name, value in variables.items():
+            print(f"{name}={value}")
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise CliError(f"expected NAME=VALUE, got {assignment!r}")
+        changes[name] = value
+    return changes
+
+
+def read_env_file(path: Path) -> dict[str, str | None]:
+    if str(path) == "-":
+        values = dotenv_values(stream=StringIO(sys.stdin.read()))
+    else:
+        if not path.is_file():
+            raise CliError(f"no such file: {path}")
+        values = dotenv_values(path)
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise CliError(f"{path}: no value for {', '.join(missing)} (expected NAME=VALUE lines)")
+    return dict(values)
+
+
+@env.command("set")
+def env_set(
+    assignments: Annotated[
+        list[str] | None, typer.Argument(help="NAME=VALUE pairs.", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="A .env file to read (- for stdin).", show_default=False),
+    ] = None,
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Set variables: slipway env set A=1 B=2, or --file .env. All or nothing."""
+    changes = read_env_file(file) if file else {}
+    changes.update(parse_assignments(assignments or []))
+    if not changes:
+        raise CliError("nothing to set: give NAME=VALUE pairs or --file")
+    name = detect_app(app, remote)
+    Api.logged_in().call("PATCH", app_path(name) + "/env", json={"env": changes})
+    console.print(f"Set {', '.join(changes)} on {name}")
+
+
+@env.command("unset")
+def env_unset(
+    names: Annotated[list[str], typer.Argument(help="Variable names.")],
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Remove variables."""
+    name = detect_app(app, remote)
+    Api.logged_in().call("PATCH", app_path(name) + "/env", json={"env": dict.fromkeys(names)})
+    console.print(f"Unset {', '.join(names)} on {name}")

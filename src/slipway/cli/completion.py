@@ -1,0 +1,64 @@
+"""Shell completion: commands and flags from Click, and app names from a short-lived cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from typer.completion import (  # type: ignore[attr-defined]  # re-exported there
+    completion_init,
+    get_completion_script,
+)
+
+from slipway.cli.errors import CliError
+
+CACHE_TTL = 30.0  # seconds an app list stays fresh
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "slipway" / "apps.json"
+
+
+def remember_apps(api_url: str, names: list[str]) -> None:
+    path = cache_path()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_text(json.dumps({"api_url": api_url, "at": time.time(), "apps": names}))
+    except OSError:
+        pass  # a cache: never worth an error
+
+
+def app_names(incomplete: str) -> list[str]:
+    """Apps whose name starts with ``incomplete``: from the cache, refreshed when stale."""
+    from slipway.cli.http import Api  # only when completing
+
+    try:
+        cached = json.loads(cache_path().read_text())
+        fresh = time.time() - float(cached["at"]) < CACHE_TTL
+        names: list[str] | None = cached["apps"] if fresh else None
+    except (OSError, ValueError, KeyError, TypeError):
+        names = None
+    if names is None:
+        try:
+            api = Api.logged_in()
+            names = [app["name"] for app in api.pages("/v1/apps")]
+            remember_apps(api.api_url, names)
+        except CliError:
+            return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def setup_completion() -> None:
+    """Let the shell's completion requests (``_SLIPWAY_COMPLETE``) reach Typer."""
+    completion_init()
+
+
+def script(shell: str, program: str = "slipway") -> str:
+    if shell not in ("bash", "zsh", "fish"):
+        raise CliError(f"no completion for {shell!r}: use bash, zsh or fish")
+    return get_completion_script(
+        prog_name=program, complete_var=f"_{program.upper()}_COMPLETE", shell=shell
+    )

@@ -1,0 +1,62 @@
+"""Calls to the Slipway API, with its JSON errors turned into one readable line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from slipway import __version__
+from slipway.cli import config
+from slipway.cli.errors import CliError
+
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+class Api:
+    def __init__(self, api_url: str, token: str | None) -> None:
+        self.api_url = api_url.rstrip("/")
+        headers = {"User-Agent": f"slipway-cli/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.api_url, headers=headers, timeout=TIMEOUT)
+
+    @classmethod
+    def logged_in(cls) -> Api:
+        login = config.effective()
+        if not login.api_url or not login.token:
+            raise CliError(
+                "not logged in: run `slipway login --api-url URL --token TOKEN` "
+                "(or set SLIPWAY_API_URL and SLIPWAY_API_TOKEN)"
+            )
+        return cls(login.api_url, login.token)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise CliError(f"cannot reach the Slipway API at {self.api_url}: {error}") from None
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        message = body.get("message") if isinstance(body, dict) else None
+        message = message or f"HTTP {response.status_code} from {self.api_url}{path}"
+        if response.status_code == 401:
+            message += " (slipway login)" if "slipway login" not in message else ""
+        raise CliError(message)
+
+    def pages(self, path: str) -> list[Any]:
+        """Every item of a paginated listing."""
+        items: list[Any] = []
+        page = 1
+        while True:
+            body = self.call("GET", path, params={"page": page, "per_page": 100})
+            items += body["items"]
+            if len(items) >= body["total"] or not body["items"]:
+                return items
+            page += 1
