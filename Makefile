@@ -30,7 +30,7 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	scripts/ensure-debs $(TEST_DEBS)
+	scripts/ensure-debs $(TEST_DEBS) wrk
 	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(BIN)/python "$$script" || exit 1; done
 
 clean:

@@ -1,11 +1,13 @@
-"""Prometheus metrics for the API: requests by route template, status and duration."""
+"""Prometheus metrics for the API: requests by route template, status and duration.
+
+A pure ASGI wrapper: Starlette's BaseHTTPMiddleware costs a task per request.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -13,36 +15,60 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class RequestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()  # one per app, so tests can build several
+        self.requests = Counter(
+            "slipway_api_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.durations = Histogram(
+            "slipway_api_request_duration_seconds",
+            "Time to answer",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
+
+
+class MeasureRequests:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            # The router records the matched route in the scope it was given.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.durations.labels(scope["method"], route).observe(
+                time.perf_counter() - started
+            )
 
 
 def install(app: FastAPI) -> None:
-    registry = CollectorRegistry()  # one per app, so tests can build several
-    requests = Counter(
-        "slipway_api_requests",
-        "HTTP requests handled",
-        ["method", "route", "status"],
-        registry=registry,
-    )
-    durations = Histogram(
-        "slipway_api_request_duration_seconds",
-        "Time to answer",
-        ["method", "route"],
-        registry=registry,
-        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
-    )
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        requests.labels(request.method, template, str(response.status_code)).inc()
-        durations.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
+    metrics = RequestMetrics()
+    app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def serve_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

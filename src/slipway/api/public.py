@@ -20,6 +20,7 @@ from slipway.api.schemas import (
     KeyOut,
     NewTokenOut,
     Page,
+    T,
     TokenIn,
     TokenOut,
     UserOut,
@@ -49,6 +50,14 @@ def app_out(request: Request, session: Session, app: App, user: User) -> AppOut:
     )
 
 
+def paginate(items: list[T], page: int, per_page: int) -> Page[T]:
+    """One page of a short list (a user's keys and tokens, an app's collaborators)."""
+    start = (page - 1) * per_page
+    return Page(
+        items=items[start : start + per_page], page=page, per_page=per_page, total=len(items)
+    )
+
+
 def token_out(record: ApiToken) -> TokenOut:
     return TokenOut(
         id=record.id,
@@ -71,9 +80,12 @@ def current_user(db: Db, caller: CurrentCaller) -> UserOut:
 
 
 @router.get("/tokens", tags=["account"])
-def list_tokens(db: Db, caller: CurrentCaller) -> list[TokenOut]:
+def list_tokens(
+    db: Db, caller: CurrentCaller, page: PageNumber = 1, per_page: PerPage = 50
+) -> Page[TokenOut]:
     with db.session() as session:
-        return [token_out(t) for t in accounts.list_tokens(session, caller.user(session))]
+        tokens = accounts.list_tokens(session, caller.user(session))
+        return paginate([token_out(t) for t in tokens], page, per_page)
 
 
 @router.post("/tokens", status_code=201, tags=["account"])
@@ -91,12 +103,14 @@ def revoke_token(db: Db, caller: CurrentCaller, token_id: int) -> Response:
 
 
 @router.get("/keys", tags=["account"])
-def list_keys(db: Db, caller: CurrentCaller) -> list[KeyOut]:
+def list_keys(
+    db: Db, caller: CurrentCaller, page: PageNumber = 1, per_page: PerPage = 50
+) -> Page[KeyOut]:
     with db.session() as session:
-        return [
-            KeyOut.model_validate(key, from_attributes=True)
-            for key in accounts.list_keys(session, caller.user(session))
-        ]
+        keys = accounts.list_keys(session, caller.user(session))
+        return paginate(
+            [KeyOut.model_validate(k, from_attributes=True) for k in keys], page, per_page
+        )
 
 
 @router.post("/keys", status_code=201, tags=["account"])
@@ -154,13 +168,16 @@ def destroy_app(db: Db, caller: CurrentCaller, app: str) -> Response:
 
 
 @router.get("/apps/{app}/collaborators", tags=["apps"])
-def list_collaborators(db: Db, caller: CurrentCaller, app: str) -> list[CollaboratorOut]:
+def list_collaborators(
+    db: Db, caller: CurrentCaller, app: str, page: PageNumber = 1, per_page: PerPage = 50
+) -> Page[CollaboratorOut]:
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.READ)
-        return [
+        every = [
             CollaboratorOut(user=c.user.name, role=c.role, created_at=c.created_at)
             for c in apps.collaborators(session, found)
         ]
+        return paginate(every, page, per_page)
 
 
 @router.post("/apps/{app}/collaborators", status_code=201, tags=["apps"])

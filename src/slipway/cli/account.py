@@ -114,7 +114,7 @@ def keys_add(
 def keys_list(as_json: JsonOption = False) -> None:
     """List your SSH keys."""
     show(
-        Api.logged_in().call("GET", "/v1/keys"),
+        Api.logged_in().pages("/v1/keys"),
         as_json,
         ["name", "algorithm", "bits", "fingerprint", "created_at"],
         "no keys yet: slipway keys add",

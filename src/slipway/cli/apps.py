@@ -100,7 +100,7 @@ def collaborators_list(
     app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption = False
 ) -> None:
     """List who has access to an app."""
-    found = Api.logged_in().call("GET", app_path(detect_app(app, remote)) + "/collaborators")
+    found = Api.logged_in().pages(app_path(detect_app(app, remote)) + "/collaborators")
     show(found, as_json, ["user", "role", "created_at"])
 
 

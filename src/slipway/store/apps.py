@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from slipway.store.accounts import user_named
@@ -41,6 +41,21 @@ def role_of(session: Session, app: App, user: User) -> str | None:
             Collaborator.app_id == app.id, Collaborator.user_id == user.id
         )
     )
+
+
+# Asked on every git push and fetch: one indexed query, built once.
+_ROLE_BY_NAMES = (
+    select(Collaborator.role)
+    .join(App)
+    .join(User)
+    .where(User.name == bindparam("user"), App.name == bindparam("app"))
+)
+
+
+def may(db: Session | Connection, user_name: str, app_name: str, action: Action) -> bool:
+    """Whether the user may do ``action`` with the app; False if either is missing."""
+    role = db.execute(_ROLE_BY_NAMES, {"user": user_name, "app": app_name}).scalar()
+    return role is not None and action in PERMISSIONS[role]
 
 
 def allowed(session: Session, user: User, app_name: str, action: Action) -> App | None:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,6 +55,10 @@ class Database:
         """A unit of work: committed when the block ends, rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def connect(self) -> Connection:
+        """A plain connection, for the hot read-only lookups (no ORM session)."""
+        return self.engine.connect()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -70,7 +70,7 @@ def test_a_key_belongs_to_one_user_only(api: ApiServer) -> None:
         with pytest.raises(Conflict, match="you already have a key named 'laptop'"):
             accounts.add_key(session, alice, fresh_public(), "laptop")
         owner = accounts.key_owner(session, accounts.list_keys(session, alice)[0].fingerprint)
-        assert owner is not None and owner[0].name == "alice"
+        assert owner == ("alice", "laptop")
         assert accounts.list_keys(session, bob) == []
 
 
