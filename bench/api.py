@@ -27,11 +27,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.services import Postgres, stop_process, wait_until  # noqa: E402
+
 from slipway.store import accounts, apps  # noqa: E402
 from slipway.store.db import Database  # noqa: E402
 from slipway.store.migrate import migrate  # noqa: E402
 from slipway.supervisor import free_port  # noqa: E402
-from tests.services import Postgres, stop_process, wait_until  # noqa: E402
 
 SLIPWAYD = Path(sys.executable).parent / "slipwayd"
 SECRET = "bench-internal-secret"
@@ -82,9 +83,22 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
         file.write(script)
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", f"Authorization: Bearer {SECRET}", "-s", file.name, url],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {SECRET}",
+            "-s",
+            file.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(file.name)
 
     def ms(label: str) -> float:
@@ -94,25 +108,36 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"p50": ms("50%"), "p99": ms("99%"),
-            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "errors": float(errors.group(1)) if errors else 0.0}
+    return {
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def measure(database_url: str, users: int, seconds: int) -> dict[tuple[str, int], dict[str, float]]:
     fingerprints, bodies = populate(database_url, users)
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="slipway-bench-api-"))
-    env = {**os.environ, "SLIPWAY_DATA_DIR": str(data_dir), "SLIPWAY_DATABASE_URL": database_url,
-           "SLIPWAY_INTERNAL_SECRET": SECRET, "SLIPWAY_HTTP_PORT": str(port)}
-    server = subprocess.Popen([str(SLIPWAYD), "api"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_DATABASE_URL": database_url,
+        "SLIPWAY_INTERNAL_SECRET": SECRET,
+        "SLIPWAY_HTTP_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [str(SLIPWAYD), "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(base), 30, "API", server)
         results = {}
-        scripts = {"key lookup": LOOKUP % lua_list([quote(f, safe="") for f in fingerprints]),
-                   "authorize": AUTHORIZE % lua_list(bodies)}
+        scripts = {
+            "key lookup": LOOKUP % lua_list([quote(f, safe="") for f in fingerprints]),
+            "authorize": AUTHORIZE % lua_list(bodies),
+        }
         for name, script in scripts.items():
             wrk(base, script, 10, 2)  # warm up
             for connections in (1, 200):
@@ -130,8 +155,9 @@ def _healthy(base: str) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     options = parser.parse_args()
@@ -140,15 +166,21 @@ def main() -> None:
     sqlite = measure(f"sqlite:///{sqlite_dir / 'slipway.db'}", options.users, options.seconds)
     with Postgres() as postgres:
         postgresql = measure(postgres.url, options.users, options.seconds)
-    print(f"{options.users} users/keys/apps; one `slipwayd api` process; wrk, "
-          f"{options.seconds} s per row; {os.cpu_count()} CPUs")
-    print(f"{'call':<11} {'conc':>4} | {'SQLite p50':>10} {'p99':>7} {'req/s':>7} | "
-          f"{'PostgreSQL p50':>14} {'p99':>7} {'req/s':>7} | {'PG/SQLite p50':>13}")
+    print(
+        f"{options.users} users/keys/apps; one `slipwayd api` process; wrk, "
+        f"{options.seconds} s per row; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'call':<11} {'conc':>4} | {'SQLite p50':>10} {'p99':>7} {'req/s':>7} | "
+        f"{'PostgreSQL p50':>14} {'p99':>7} {'req/s':>7} | {'PG/SQLite p50':>13}"
+    )
     for key, lite in sqlite.items():
         pg = postgresql[key]
-        print(f"{key[0]:<11} {key[1]:>4} | {lite['p50']:>8.2f}ms {lite['p99']:>5.1f}ms "
-              f"{lite['rps']:>7.0f} | {pg['p50']:>12.2f}ms {pg['p99']:>5.1f}ms {pg['rps']:>7.0f}"
-              f" | {pg['p50'] / lite['p50']:>12.2f}x")
+        print(
+            f"{key[0]:<11} {key[1]:>4} | {lite['p50']:>8.2f}ms {lite['p99']:>5.1f}ms "
+            f"{lite['rps']:>7.0f} | {pg['p50']:>12.2f}ms {pg['p99']:>5.1f}ms {pg['rps']:>7.0f}"
+            f" | {pg['p50'] / lite['p50']:>12.2f}x"
+        )
         if lite["errors"] or pg["errors"]:
             print(f"  non-2xx answers: SQLite {lite['errors']:.0f}, PostgreSQL {pg['errors']:.0f}")
     print(f"(run took {time.time() - started:.0f} s)")
