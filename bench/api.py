@@ -35,12 +35,13 @@ from slipway.store.migrate import migrate  # noqa: E402
 from slipway.supervisor import free_port  # noqa: E402
 
 SLIPWAYD = Path(sys.executable).parent / "slipwayd"
-SECRET = "bench-internal-secret"
+SECRET = "bench-internal-secret"  # noqa: S105 - a throwaway server's
 
 LOOKUP = """
 local fingerprints = {%s}
 request = function()
-  return wrk.format("GET", "/internal/keys?fingerprint=" .. fingerprints[math.random(#fingerprints)])
+  local fingerprint = fingerprints[math.random(#fingerprints)]
+  return wrk.format("GET", "/internal/keys?fingerprint=" .. fingerprint)
 end
 """
 AUTHORIZE = """
