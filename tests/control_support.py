@@ -58,13 +58,14 @@ class ApiServer:
 
 
 @contextmanager
-def serve_api(database_url: str, data_dir: Path) -> Iterator[ApiServer]:
+def serve_api(database_url: str, data_dir: Path, repo_host: str = "local") -> Iterator[ApiServer]:
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
         ssh_port=2222,
         public_host="slipway.test",
         internal_secret=SecretStr(INTERNAL_SECRET),
+        repo_host=repo_host,
     )
     database = Database(database_url)
     migrate(database.engine)

@@ -151,6 +151,7 @@ class Sshd(_Service):
                 f"AuthorizedKeysFile {self.authorized_keys}\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
                 "StrictModes no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
+                "AcceptEnv GIT_PROTOCOL\nMaxStartups 100:30:200\n"
             )
             host_pub = Path(f"{self.host_key}.pub").read_text().split()[:2]
             self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {' '.join(host_pub)}\n")

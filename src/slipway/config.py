@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # The host name users reach the gateway and API by (git remotes); default: `host`, or
     # this machine's name when `host` listens everywhere.
     public_host: str | None = None
+    # Where the API says repositories live: "local" (the gateway's own host, the embedded
+    # default) or a repo host the gateways reach over SSH, as user@host:port.
+    repo_host: str = "local"
 
     @property
     def effective_database_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -13,7 +14,11 @@ import typer
 import uvicorn
 
 from slipway.api.app import create_app
+from slipway.builder import gitshell
 from slipway.config import Settings, load_settings
+from slipway.gateway.limits import ConnectionLimits
+from slipway.gateway.run import run_gateway
+from slipway.gateway.server import GatewayConfig
 from slipway.jobs.client import redis_url_from_env
 from slipway.jobs.launcher import WorkerConfig, parse_queues, run_worker
 from slipway.jobs.registry import registered, require
@@ -23,7 +28,7 @@ from slipway.store import accounts
 from slipway.store.db import Database
 from slipway.store.errors import StoreError
 from slipway.store.migrate import migrate
-from slipway.supervisor import Service, ServiceError, Supervisor
+from slipway.supervisor import Service, ServiceError, Supervisor, port_open
 from slipway.unbuilt import add_unbuilt
 
 app = typer.Typer(
@@ -62,7 +67,6 @@ DatabaseUrl = Annotated[
 ]
 
 NOT_YET_STARTED = {
-    "gateway": "SSH gateway on :{ssh_port}",
     "worker": "job worker (starts with the builder, which brings Slipway's own jobs)",
     "runner": "app runner and router",
 }
@@ -110,6 +114,17 @@ def _embedded_services(settings: Settings) -> list[Service]:
             listens=api_url,
             ready=lambda: http_ok(f"{api_url}/healthz"),
             log_path=str(settings.data_dir / "api.log"),
+        )
+    )
+    ssh = f"ssh://git@{settings.effective_public_host}:{settings.ssh_port}"
+    services.append(
+        Service(
+            name="gateway",
+            argv=[sys.executable, "-m", "slipway.daemon", "gateway"],
+            env=env,
+            listens=ssh,
+            ready=lambda: port_open(settings.host, settings.ssh_port),
+            log_path=str(settings.data_dir / "gateway.log"),
         )
     )
     return services
@@ -324,10 +339,82 @@ def migrate_command(data_dir: DataDir = None, database_url: DatabaseUrl = None) 
     print(f"database at the latest schema: {database.engine.url.render_as_string()}")
 
 
-add_unbuilt(app, "gateway", "Serve the SSH gateway for git push, fetch and db-tunnel.")
 add_unbuilt(app, "runner", "Run apps' processes, collect logs and stats, configure the router.")
-add_unbuilt(app, "git-shell", "Serve one git command for the gateway (called by it, not by hand).")
 add_unbuilt(app, "hook", "Git hook entry point (called by git, not by hand).")
+
+
+@app.command()
+def gateway(
+    data_dir: DataDir = None,
+    host: Host = None,
+    ssh_port: SshPort = None,
+    http_port: HttpPort = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option("--api-url", help="The control plane [default: http://HOST:HTTP_PORT]."),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Prometheus metrics port (0: none).")
+    ] = 0,
+    proxy_allowed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--proxy-allowed",
+            help="A load balancer address or network whose PROXY protocol "
+            "headers are trusted; repeatable.",
+        ),
+    ] = None,
+    rate: Annotated[float, typer.Option(help="New connections per second per client.")] = 10.0,
+    burst: Annotated[int, typer.Option(help="Burst of new connections per client.")] = 60,
+    max_unauthenticated: Annotated[
+        int, typer.Option(help="Connections allowed to be authenticating at once.")
+    ] = 100,
+    login_grace: Annotated[float, typer.Option(help="Seconds to authenticate.")] = 30.0,
+    upstream_key: Annotated[
+        Path | None, typer.Option(help="Platform private key for repo hosts.")
+    ] = None,
+    upstream_known_hosts: Annotated[
+        Path | None, typer.Option(help="known_hosts file with the repo hosts' keys.")
+    ] = None,
+    upstream_command: Annotated[
+        str, typer.Option(help="The git-shell command on repo hosts.")
+    ] = "slipwayd git-shell",
+    allow_chacha20: Annotated[
+        bool,
+        typer.Option(help="Also offer chacha20-poly1305 (clients prefer it; AES-GCM is faster)."),
+    ] = False,
+) -> None:
+    """Serve the SSH gateway: git push and fetch, and database tunnels."""
+    settings = load_settings(data_dir=data_dir, host=host, ssh_port=ssh_port, http_port=http_port)
+    setup_logging()
+    api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    config = GatewayConfig(
+        api_url=api_url or f"http://{api_host}:{settings.http_port}",
+        internal_secret=settings.effective_internal_secret(),
+        data_dir=settings.data_dir,
+        login_grace=login_grace,
+        proxy_allowed=proxy_allowed or [],
+        limits=ConnectionLimits(rate=rate, burst=burst, max_unauthenticated=max_unauthenticated),
+        upstream_key=upstream_key,
+        upstream_known_hosts=upstream_known_hosts,
+        upstream_command=upstream_command,
+        allow_chacha20=allow_chacha20,
+    )
+    asyncio.run(run_gateway(config, settings.host, settings.ssh_port, metrics_port))
+
+
+@app.command("git-shell")
+def git_shell(
+    verb: Annotated[
+        str, typer.Argument(help="git-receive-pack, git-upload-pack or git-upload-archive.")
+    ],
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    data_dir: DataDir = None,
+) -> None:
+    """Serve one git command for the gateway (called by it, not by hand)."""
+    settings = load_settings(data_dir=data_dir)
+    raise typer.Exit(gitshell.main(["--data-dir", str(settings.data_dir), verb, app_name]))
+
 
 admin = typer.Typer(help="Administration: users and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")

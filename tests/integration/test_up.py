@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,22 +27,31 @@ class Up:
     process: subprocess.Popen[str]
     data_dir: Path
     http_port: int
+    ssh_port: int
 
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     data_dir = tmp_path / "data"
-    http_port = free_port()
+    http_port, ssh_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     process = subprocess.Popen(
-        [*SLIPWAYD_UP, "--data-dir", str(data_dir), "--http-port", str(http_port)],
+        [
+            *SLIPWAYD_UP,
+            "--data-dir",
+            str(data_dir),
+            "--http-port",
+            str(http_port),
+            "--ssh-port",
+            str(ssh_port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
-        yield Up(process, data_dir, http_port)
+        yield Up(process, data_dir, http_port, ssh_port)
     finally:
         if process.poll() is None:
             process.kill()
@@ -70,7 +80,8 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
     socket_path = data_dir / "redis" / "redis.sock"
     assert f"redis    unix://{socket_path}" in banner
     assert f"api      http://127.0.0.1:{up.http_port}" in banner
-    assert "gateway  SSH gateway on :2222" in banner  # listed as not started, with its port
+    assert f"gateway  ssh://git@127.0.0.1:{up.ssh_port}" in banner
+    assert "runner   app runner and router" in banner  # listed as not started
     assert "Not started, not built yet:" in banner
     assert redis.Redis(unix_socket_path=str(socket_path)).ping()
     assert (socket_path.stat().st_mode & 0o777) == 0o700
@@ -81,7 +92,9 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
         assert ((data_dir / private).stat().st_mode & 0o077) == 0
     children = _children(process.pid)
     assert sorted(child.name() for child in children)[-1] == "redis-server"
-    assert len(children) == 2
+    assert len(children) == 3  # redis, api, gateway
+    with socket.create_connection(("127.0.0.1", up.ssh_port), timeout=5) as ssh:
+        assert ssh.recv(64).startswith(b"SSH-2.0-")
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0

@@ -85,11 +85,6 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
     [
         ("slipway", ["logs", "-n", "10", "-f"], "slipway logs: not implemented yet\n"),
         ("slipway", ["db-tunnel", "-p", "10000"], "slipway db-tunnel: not implemented yet\n"),
-        (
-            "slipwayd",
-            ["gateway", "--ssh-port", "2222"],
-            "slipwayd gateway: not implemented yet\n",
-        ),
         ("slipwayd", ["runner"], "slipwayd runner: not implemented yet\n"),
     ],
 )

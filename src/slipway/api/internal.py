@@ -11,7 +11,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from slipway.api.auth import Db, edge_service
 from slipway.api.errors import ApiError
-from slipway.api.schemas import AuthorizeIn, AuthorizeOut, KeyOwnerOut, Repository
+from slipway.api.schemas import (
+    AuthorizeIn,
+    AuthorizeOut,
+    Destination,
+    KeyOwnerOut,
+    Repository,
+)
 from slipway.store import accounts, apps
 from slipway.store.apps import Action
 
@@ -32,9 +38,18 @@ async def key_owner(db: Db, fingerprint: Annotated[str, Query(max_length=100)]) 
 async def authorize(request: Request, db: Db, body: AuthorizeIn) -> AuthorizeOut:
     """May ``user`` push, fetch or tunnel to ``app``? The same answer whether the app is
     missing or forbidden; when allowed, where its repository lives."""
+    action = Action(body.action)
     with db.connect() as connection:
-        allowed = apps.may(connection, body.user, body.app, Action(body.action))
+        allowed = apps.may(connection, body.user, body.app, action)
+        database = (
+            apps.database_of(connection, body.app) if allowed and action is Action.TUNNEL else None
+        )
     if not allowed:
         return AuthorizeOut(allowed=False)
-    path = request.app.state.settings.repositories_dir / f"{body.app}.git"
-    return AuthorizeOut(allowed=True, repository=Repository(host="local", path=str(path)))
+    settings = request.app.state.settings
+    path = settings.repositories_dir / f"{body.app}.git"
+    return AuthorizeOut(
+        allowed=True,
+        repository=Repository(host=settings.repo_host, path=str(path)),
+        database=Destination(host=database[0], port=database[1]) if database else None,
+    )

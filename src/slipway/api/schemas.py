@@ -109,6 +109,13 @@ class Repository(BaseModel):
     path: str
 
 
+class Destination(BaseModel):
+    host: str
+    port: int
+
+
 class AuthorizeOut(BaseModel):
     allowed: bool
     repository: Repository | None = None
+    # For `tunnel`: the app's database, the only place a tunnel leads.
+    database: Destination | None = None

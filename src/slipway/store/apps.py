@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from slipway.store.accounts import user_named
 from slipway.store.db import flush_or_conflict
 from slipway.store.errors import Conflict, Forbidden, Invalid, NotFound
-from slipway.store.models import App, Collaborator, EnvVar, User
+from slipway.store.models import AddOn, App, Collaborator, EnvVar, User
 from slipway.store.names import check_app_name, check_env_name, check_env_value
 
 OWNER = "owner"
@@ -165,3 +165,29 @@ def change_env(session: Session, app: App, changes: dict[str, str | None]) -> di
             row.value = value
     session.flush()
     return env_of(session, app)
+
+
+DATABASE_KINDS = ("postgresql", "mysql", "redis", "mongodb")
+
+
+def add_database(session: Session, app: App, kind: str, host: str, port: int) -> AddOn:
+    """Record where the platform runs an app's database (administrators only)."""
+    if kind not in DATABASE_KINDS:
+        raise Invalid(f"unknown database kind {kind!r}: use {', '.join(DATABASE_KINDS)}")
+    if not 0 < port < 65536 or not host or len(host) > 255:
+        raise Invalid(f"invalid database address {host}:{port}")
+    addon = AddOn(app=app, kind=kind, host=host, port=port)
+    session.add(addon)
+    session.flush()
+    return addon
+
+
+_DATABASE_BY_APP = (
+    select(AddOn.host, AddOn.port).join(App).where(App.name == bindparam("app")).order_by(AddOn.id)
+)
+
+
+def database_of(db: Session | Connection, app_name: str) -> tuple[str, int] | None:
+    """Where `slipway db-tunnel` leads for this app: its first database, if it has one."""
+    row = db.execute(_DATABASE_BY_APP, {"app": app_name}).first()
+    return None if row is None else (row[0], int(row[1]))

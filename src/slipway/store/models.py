@@ -110,6 +110,7 @@ class App(Timestamped, Base):
         back_populates="app", cascade="all, delete-orphan"
     )
     env: Mapped[list[EnvVar]] = relationship(back_populates="app", cascade="all, delete-orphan")
+    addons: Mapped[list[AddOn]] = relationship(back_populates="app", cascade="all, delete-orphan")
 
 
 class Collaborator(Timestamped, Base):
@@ -136,3 +137,18 @@ class EnvVar(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     app: Mapped[App] = relationship(back_populates="env")
+
+
+class AddOn(Timestamped, Base):
+    """A service the platform runs for an app, e.g. its database; `slipway db-tunnel` reaches
+    only these addresses, never one a user could choose."""
+
+    __tablename__ = "addons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))  # "postgresql", "redis", ...
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+
+    app: Mapped[App] = relationship(back_populates="addons")

@@ -162,7 +162,7 @@ def test_authorize_says_where_the_repository_is_and_leaks_nothing(world: World) 
     forbidden = ask("carol", "shop", "push")
     missing = ask("carol", "no-such-app", "push")
     ghost = ask("nobody", "shop", "fetch")
-    assert forbidden == missing == ghost == {"allowed": False, "repository": None}
+    assert forbidden == missing == ghost == {"allowed": False, "repository": None, "database": None}
     bad = internal.post(
         "/internal/authorize", json={"user": "alice", "app": "shop", "action": "destroy"}
     )

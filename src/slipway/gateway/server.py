@@ -1,0 +1,324 @@
+"""The gateway's SSH server: what a connection may do before and after authentication.
+
+Public key only, user `git`; the identity is the key the client *proved* it holds (asyncssh
+validates the key it is about to check the signature of last, so the last candidate is the
+one bound when authentication completes). Sessions run git commands only; channels other than
+sessions and database tunnels, and every global request, are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from slipway.gateway import hostkeys
+from slipway.gateway.control import ControlPlane, ControlPlaneError
+from slipway.gateway.limits import ConnectionLimits
+from slipway.gateway.metrics import GatewayMetrics
+from slipway.gateway.proxy import ProxyError, read_header
+from slipway.gateway.session import GitSession, Identity
+from slipway.gateway.tunnels import open_tunnel
+from slipway.gateway.upstreams import FAST_CIPHERS, LocalUpstream, SshUpstream, Upstream
+
+log = logging.getLogger("slipway.gateway")
+
+USER = "git"
+ACCEPTED_KEYS = {
+    b"ssh-ed25519",
+    b"ecdsa-sha2-nistp256",
+    b"ecdsa-sha2-nistp384",
+    b"ecdsa-sha2-nistp521",
+    b"ssh-rsa",
+}
+# No DSA, and no SHA-1 `ssh-rsa` signatures: RSA keys sign with SHA-2.
+SIGNATURE_ALGS = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-256",
+    "rsa-sha2-512",
+]
+
+
+@dataclass
+class GatewayConfig:
+    api_url: str
+    internal_secret: str
+    data_dir: Path
+    login_grace: float = 30.0  # seconds to authenticate
+    max_auth_attempts: int = 6  # keys offered per connection (OpenSSH's MaxAuthTries)
+    max_sessions: int = 10  # channels open at once per connection
+    keepalive_interval: float = 15.0
+    proxy_allowed: list[str] = field(default_factory=list)  # addresses or networks
+    proxy_header_timeout: float = 5.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    allow_chacha20: bool = False  # clients prefer it, but it is half as fast as AES-GCM here
+    # SSH upstreams (repo hosts): the platform key, the hosts' keys, the remote command.
+    upstream_key: Path | None = None
+    upstream_known_hosts: Path | None = None
+    upstream_command: str = "slipwayd git-shell"
+
+    @property
+    def host_key_dir(self) -> Path:
+        return self.data_dir / "gateway"
+
+
+class GatewayConnection(asyncssh.SSHServer):
+    """One client connection: authentication state and the channels it may open."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.connection: asyncssh.SSHServerConnection | None = None
+        self.client = "?"
+        self.attempts = 0
+        self.candidate: Identity | None = None
+        self.identity: Identity | None = None
+        self.open_channels = 0
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.connection = conn
+        peer = conn.get_extra_info("peername")
+        self.client = self.gateway.announced_clients.pop(peer, "") or _address(peer)
+        self.gateway.metrics.open_connections.inc()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.metrics.open_connections.dec()
+        if self.identity is None:
+            self.gateway.config.limits.unauthenticated -= 1
+
+    # -- authentication ------------------------------------------------------------------
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # always required (False would mean "no authentication needed")
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Called for each key offered, and again just before its signature is checked."""
+        self.candidate = None
+        self.attempts += 1
+        metrics = self.gateway.metrics.auth_failures
+        if self.attempts > self.gateway.config.max_auth_attempts:
+            metrics.labels("too many attempts").inc()
+            if self.connection:
+                self.connection.disconnect(
+                    asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many authentication attempts"
+                )
+            return False
+        if username != USER:
+            metrics.labels("wrong user").inc()
+            return False
+        if key.algorithm not in ACCEPTED_KEYS:
+            metrics.labels("key type").inc()
+            return False
+        fingerprint = key.get_fingerprint("sha256")
+        try:
+            owner = await self.gateway.control.key_owner(fingerprint)
+        except ControlPlaneError as error:
+            log.error("key lookup failed: %s", error)
+            metrics.labels("api error").inc()
+            return False
+        if owner is None:
+            metrics.labels("unknown key").inc()
+            return False
+        self.candidate = Identity(owner.user, fingerprint, self.client)
+        return True
+
+    def auth_completed(self) -> None:
+        assert self.candidate is not None, "authentication completed without a validated key"
+        self.identity = self.candidate
+        self.gateway.config.limits.unauthenticated -= 1
+
+    # -- channels ------------------------------------------------------------------------
+
+    def session_requested(self) -> asyncssh.SSHServerSession[bytes] | bool:
+        if self.identity is None or not self._take_channel():
+            return False
+        return GitProcess(self._serve_git)
+
+    async def _serve_git(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        assert self.identity is not None
+        try:
+            await self.gateway.sessions.serve(process, self.identity)
+        finally:
+            self.open_channels -= 1
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool | Awaitable[asyncssh.SSHTCPSession[bytes]]:
+        if self.identity is None or not self._take_channel():
+            return False
+        return self._tunnel(dest_host)
+
+    async def _tunnel(self, app: str) -> asyncssh.SSHTCPSession[bytes]:
+        assert self.identity is not None
+        try:
+            return await open_tunnel(self.gateway.control, self.identity.user, app)
+        except BaseException:
+            self.open_channels -= 1
+            raise
+
+    def _take_channel(self) -> bool:
+        if self.open_channels >= self.gateway.config.max_sessions:
+            return False
+        self.open_channels += 1
+        return True
+
+    # Everything else keeps asyncssh's refusal: -R forwards, unix sockets, tun/tap, x11,
+    # agent forwarding (disabled in the options), and unknown global requests.
+
+
+class GitProcess(asyncssh.SSHServerProcess[bytes]):
+    """A session that may only exec: no subsystem (sftp...), no pty (disabled)."""
+
+    def __init__(self, handler: object) -> None:
+        super().__init__(handler, None, 0, False)  # type: ignore[arg-type]
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return False
+
+
+def _address(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+class Gateway:
+    """Accepts connections on a listening socket and runs an SSH server on each."""
+
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self.control = ControlPlane(config.api_url, config.internal_secret)
+        self.sessions = GitSession(self.control, self.upstream_for, self.metrics)
+        self.announced_clients: dict[object, str] = {}
+        self._local = LocalUpstream(str(config.data_dir))
+        self._remote: dict[str, SshUpstream] = {}
+        self._proxy_networks = [ipaddress.ip_network(n, strict=False) for n in config.proxy_allowed]
+        self._connections: set[asyncio.Task[None]] = set()
+        ciphers = [
+            *FAST_CIPHERS,
+            *(["chacha20-poly1305@openssh.com"] if config.allow_chacha20 else []),
+        ]
+        self.options = asyncssh.SSHServerConnectionOptions(
+            server_host_keys=hostkeys.load_or_create(config.host_key_dir),
+            server_factory=lambda: GatewayConnection(self),
+            encoding=None,
+            allow_pty=False,
+            x11_forwarding=False,
+            agent_forwarding=False,
+            login_timeout=config.login_grace,
+            keepalive_interval=config.keepalive_interval,
+            keepalive_count_max=4,
+            encryption_algs=ciphers,
+            signature_algs=SIGNATURE_ALGS,
+            compression_algs=["none"],
+            kbdint_auth=False,
+            password_auth=False,
+        )
+
+    def upstream_for(self, host: str) -> Upstream:
+        if host == "local":
+            return self._local
+        if host not in self._remote:
+            self._remote[host] = self._ssh_upstream(host)
+        return self._remote[host]
+
+    def _ssh_upstream(self, target: str) -> SshUpstream:
+        if self.config.upstream_key is None or self.config.upstream_known_hosts is None:
+            raise ValueError("repo hosts need an upstream key and known hosts")
+        user, _, host_port = target.rpartition("@")
+        host, _, port = host_port.rpartition(":") if ":" in host_port else (host_port, "", "22")
+        return SshUpstream(
+            host=host,
+            port=int(port),
+            username=user or USER,
+            client_key=asyncssh.read_private_key(str(self.config.upstream_key)),
+            known_hosts=str(self.config.upstream_known_hosts),
+            command_prefix=self.config.upstream_command,
+        )
+
+    async def serve(self, listener: socket.socket, ready: asyncio.Event | None = None) -> None:
+        """Accept on ``listener`` until cancelled."""
+        listener.setblocking(False)
+        loop = asyncio.get_running_loop()
+        if ready:
+            ready.set()
+        while True:
+            sock, peer = await loop.sock_accept(listener)
+            task = loop.create_task(self._handle(sock, peer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        refused = self.config.limits.admit(peer[0])
+        if refused:
+            self.metrics.connections.labels(refused).inc()
+            sock.close()
+            return
+        self.config.limits.unauthenticated += 1
+        counted = True
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._from_balancer(peer[0]):
+                announced = await asyncio.wait_for(
+                    read_header(sock), self.config.proxy_header_timeout
+                )
+                if announced:
+                    self.announced_clients[peer] = f"{announced[0]}:{announced[1]}"
+            counted = False  # from here on, GatewayConnection keeps the count
+            await asyncssh.run_server(sock, options=self.options)
+            self.metrics.connections.labels("authenticated").inc()
+        except (ProxyError, TimeoutError) as error:
+            self.metrics.connections.labels("bad proxy header").inc()
+            log.warning("dropping %s: %s", peer[0], error)
+            sock.close()
+        except (OSError, asyncssh.Error) as error:
+            self.metrics.connections.labels("not authenticated").inc()
+            log.debug("connection from %s ended before authentication: %s", peer[0], error)
+        finally:
+            if counted:
+                self.config.limits.unauthenticated -= 1
+            self.announced_clients.pop(peer, None)
+
+    def _from_balancer(self, address: str) -> bool:
+        if not self._proxy_networks:
+            return False
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in self._proxy_networks)
+
+    async def close(self) -> None:
+        for task in list(self._connections):
+            task.cancel()
+        for upstream in self._remote.values():
+            await upstream.close()
+        await self.control.aclose()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    return listener
+
+
+def known_clients(items: Iterable[str]) -> list[str]:
+    return [item.strip() for item in items if item.strip()]

@@ -1,0 +1,228 @@
+"""The SSH gateway under test: served from a thread of this process against a real API
+server, driven with the real OpenSSH client and real git."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slipway.gateway.commands import GitCommand
+from slipway.gateway.server import Gateway, GatewayConfig, listen
+from slipway.gateway.upstreams import Exit
+from slipway.store import accounts, apps
+from slipway.supervisor import free_port
+from tests.control_support import INTERNAL_SECRET, ApiServer
+from tests.keys import generate
+
+
+@dataclass
+class User:
+    name: str
+    key: Path  # private key; its .pub is registered
+    token: str
+
+
+def add_user(api: ApiServer, name: str, kind: str = "ed25519") -> User:
+    key = generate(kind)
+    with api.database.session() as session:
+        user = accounts.create_user(session, name)
+        accounts.add_key(session, user, Path(f"{key}.pub").read_text(), "key")
+        token = accounts.create_token(session, user).token
+    return User(name, key, token)
+
+
+def add_app(api: ApiServer, owner: str, name: str, *collaborators: str) -> None:
+    with api.database.session() as session:
+        app = apps.create_app(session, accounts.user_named(session, owner), name)
+        for collaborator in collaborators:
+            apps.add_collaborator(session, app, collaborator)
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    port: int
+    data_dir: Path
+    loop: asyncio.AbstractEventLoop
+    known_hosts: Path
+
+    def ssh(
+        self, key: Path, *args: str, user: str = "git", options: tuple[str, ...] = ()
+    ) -> list[str]:
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "ConnectTimeout=10",
+            *options,
+            f"{user}@127.0.0.1",
+            *args,
+        ]
+
+    def run_ssh(
+        self, key: Path, *args: str, timeout: float = 30, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.ssh(key, *args, **kwargs),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def url(self, repository: str) -> str:
+        return f"ssh://git@127.0.0.1:{self.port}/{repository}"
+
+    def git_env(self, key: Path) -> dict[str, str]:
+        command = " ".join(self.ssh(key)[:-1])  # everything but the destination
+        return {
+            **os.environ,
+            "GIT_SSH_COMMAND": command,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(self.data_dir.parent),
+        }
+
+    def git(
+        self, key: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**self.git_env(key), **(env or {})},
+        )
+
+    @property
+    def repos(self) -> Path:
+        return self.data_dir / "repos"
+
+    def call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
+
+
+@contextmanager
+def serve_gateway(api: ApiServer, data_dir: Path, **options: Any) -> Iterator[RunningGateway]:
+    config = GatewayConfig(
+        api_url=api.url, internal_secret=INTERNAL_SECRET, data_dir=data_dir, **options
+    )
+    port = free_port()
+    listener = listen("127.0.0.1", port)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Gateway] = {}
+
+    async def main() -> None:
+        gateway = Gateway(config)
+        holder["gateway"] = gateway
+        started = asyncio.Event()
+        task = asyncio.create_task(gateway.serve(listener, started))
+        await started.wait()
+        ready.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            await gateway.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the gateway did not start")
+    host_key = (config.host_key_dir / "ssh_host_ed25519_key.pub").read_text().split()
+    known_hosts = data_dir / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    running = RunningGateway(holder["gateway"], port, data_dir, loop, known_hosts)
+    try:
+        yield running
+    finally:
+        for task in asyncio.all_tasks(loop):
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join(10)
+        listener.close()
+
+
+@dataclass
+class Recorded:
+    command: GitCommand
+    git_protocol: str | None
+    killed: bool = False
+
+
+@dataclass
+class RecordingUpstream:
+    """Stands in for git: records what reaches it, echoes stdin, exits with a set status."""
+
+    seen: list[Recorded] = field(default_factory=list)
+    exit_status: int = 0
+    silent_for: float = 0.0  # seconds to wait, silent, before answering
+
+    async def start(self, command: GitCommand, git_protocol: str | None) -> Any:
+        record = Recorded(command, git_protocol)
+        self.seen.append(record)
+        return _Echo(self, record)
+
+    async def close(self) -> None:
+        pass
+
+
+class _Echo:
+    def __init__(self, upstream: RecordingUpstream, record: Recorded) -> None:
+        self.upstream = upstream
+        self.record = record
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.done = asyncio.Event()
+        self.greeted = False
+
+    async def write(self, data: bytes) -> None:
+        await self.queue.put(data)
+
+    def write_eof(self) -> None:
+        self.queue.put_nowait(b"")
+
+    async def read_stdout(self, size: int) -> bytes:
+        if not self.greeted:
+            self.greeted = True
+            await asyncio.sleep(self.upstream.silent_for)
+            return f"{self.record.command.verb} {self.record.command.app}\n".encode()
+        data = await self.queue.get()
+        if not data:
+            self.done.set()
+        return data
+
+    async def read_stderr(self, size: int) -> bytes:
+        await self.done.wait()
+        return b""
+
+    async def wait(self) -> Exit:
+        await self.done.wait()
+        return Exit(
+            status=None if self.record.killed else self.upstream.exit_status,
+            signal="KILL" if self.record.killed else None,
+        )
+
+    def kill(self) -> None:
+        self.record.killed = True
+        self.done.set()
+        self.queue.put_nowait(b"")

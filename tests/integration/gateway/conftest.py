@@ -1,0 +1,71 @@
+"""An API server and a gateway in front of it, per test module; the store emptied per test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.control_support import ApiServer, empty_database, serve_api
+from tests.gateway_support import RecordingUpstream, RunningGateway, serve_gateway
+
+
+@pytest.fixture(scope="module")
+def gateway_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    tmp = tmp_path_factory.mktemp("gateway-api")
+    with serve_api(f"sqlite:///{tmp / 'slipway.db'}", tmp / "api-data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def running_gateway(
+    gateway_api: ApiServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    with serve_gateway(gateway_api, tmp_path_factory.mktemp("gateway") / "data") as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def api(gateway_api: ApiServer) -> ApiServer:
+    empty_database(gateway_api.database)
+    return gateway_api
+
+
+@pytest.fixture
+def gateway(running_gateway: RunningGateway, api: ApiServer) -> RunningGateway:
+    """The gateway, with no repositories on disk and an empty store."""
+    shutil.rmtree(running_gateway.repos, ignore_errors=True)
+    running_gateway.gateway.control._keys.clear()
+    return running_gateway
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A small git repository to push."""
+    repo = tmp_path / "source"
+    repo.mkdir()
+    commands = [
+        ["init", "-q", "--initial-branch=main"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"],
+    ]
+    (repo / "README").write_text("hello\n")
+    (repo / "app.py").write_text("print('hi')\n" * 100)
+    for command in commands:
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    return repo
+
+
+@pytest.fixture
+def recorder(gateway: RunningGateway) -> Iterator[RecordingUpstream]:
+    """Replaces git with a recorder: shows exactly what reaches an upstream."""
+    recording = RecordingUpstream()
+    real = gateway.gateway._local
+    gateway.gateway._local = recording  # type: ignore[assignment]
+    try:
+        yield recording
+    finally:
+        gateway.gateway._local = real
