@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from slipway.gateway.limits import ConnectionLimits
 from tests.control_support import ApiServer, empty_database, serve_api
 from tests.gateway_support import RecordingUpstream, RunningGateway, serve_gateway
 
@@ -24,7 +25,11 @@ def gateway_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]
 def running_gateway(
     gateway_api: ApiServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    with serve_gateway(gateway_api, tmp_path_factory.mktemp("gateway") / "data") as gateway:
+    # Tests connect hundreds of times a minute from one address: far above the default rate.
+    limits = ConnectionLimits(rate=1000, burst=1000)
+    with serve_gateway(
+        gateway_api, tmp_path_factory.mktemp("gateway") / "data", limits=limits
+    ) as gateway:
         yield gateway
 
 
