@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import asyncssh
 import httpx
 import typer
 import uvicorn
@@ -130,6 +131,15 @@ def _embedded_services(settings: Settings) -> list[Service]:
     return services
 
 
+def host_key_fingerprints(directory: Path) -> list[str]:
+    """What ssh shows the first time it meets the gateway, so users can check it."""
+    found = []
+    for public in sorted(directory.glob("ssh_host_*_key.pub")):
+        key = asyncssh.import_public_key(public.read_text())
+        found.append(f"{key.get_fingerprint('sha256')} ({key.get_algorithm()})")
+    return found
+
+
 def http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -165,6 +175,8 @@ def up(
     for service in supervisor.services:
         log = f", log {service.log_path}" if service.log_path else ""
         print(f"  {service.name:<8} {service.listens}  (pid {service.pid}{log})")
+    for fingerprint in host_key_fingerprints(settings.data_dir / "gateway"):
+        print(f"  {'':<8} host key {fingerprint}")
     if settings.redis_url is not None:
         print(f"  {'redis':<8} {settings.redis_url}  (external)")
     values = settings.model_dump()
