@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from slipway.gateway.commands import GitCommand
-from slipway.gateway.server import Gateway, GatewayConfig, listen
+from slipway.gateway.server import Gateway, GatewayConfig
 from slipway.gateway.upstreams import Exit
+from slipway.graceful import listen
 from slipway.store import accounts, apps
 from slipway.supervisor import free_port
 from tests.control_support import INTERNAL_SECRET, ApiServer

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import redis
 
@@ -34,7 +34,7 @@ def wait_until(
     check: Callable[[], bool],
     timeout: float,
     what: str,
-    process: subprocess.Popen[bytes] | None = None,
+    process: subprocess.Popen[Any] | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -43,6 +43,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not ready after {timeout} s")
         time.sleep(0.02)
+
+
+def exited(pid: int) -> bool:
+    """The process is gone, or a zombie that only waits for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(") ")[2].startswith("Z")
+    except FileNotFoundError:
+        return True
 
 
 def stop_process(

@@ -10,18 +10,17 @@ from pathlib import Path
 from typing import Annotated
 
 import asyncssh
-import httpx
 import typer
-import uvicorn
 
-from slipway.api.app import create_app
+from slipway.api.run import serve_api
 from slipway.builder import gitshell
 from slipway.config import Settings, load_settings
 from slipway.gateway.limits import ConnectionLimits
 from slipway.gateway.run import run_gateway
 from slipway.gateway.server import GatewayConfig
+from slipway.graceful import listen
 from slipway.jobs.client import redis_url_from_env
-from slipway.jobs.launcher import WorkerConfig, parse_queues, run_worker
+from slipway.jobs.launcher import WorkerConfig, parse_queues
 from slipway.jobs.registry import registered, require
 from slipway.logs import setup_logging
 from slipway.redis_server import redis_service
@@ -29,8 +28,9 @@ from slipway.store import accounts
 from slipway.store.db import Database
 from slipway.store.errors import StoreError
 from slipway.store.migrate import migrate
-from slipway.supervisor import Service, ServiceError, Supervisor, port_open
+from slipway.supervisor import Service, ServiceError, Supervisor
 from slipway.unbuilt import add_unbuilt
+from slipway.worker_process import serve_worker
 
 app = typer.Typer(
     name="slipwayd",
@@ -100,31 +100,37 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _embedded_services(settings: Settings) -> list[Service]:
+    """redis-server, then our servers; the supervisor holds their listening sockets, so an
+    upgrade (HUP) never closes a port."""
     services = []
     if settings.redis_url is None:
         redis = redis_service(settings.data_dir / "redis")
         services.append(redis)
         settings = settings.model_copy(update={"redis_url": redis.listens})
     env = _child_env(settings)
-    api_url = f"http://{settings.host}:{settings.http_port}"
+    try:
+        http = listen(settings.host, settings.http_port)
+        ssh = listen(settings.host, settings.ssh_port)
+    except OSError as error:
+        raise ServiceError(f"cannot listen on {settings.host}: {error.strerror}") from error
+    role = [sys.executable, "-m", "slipway.daemon"]
     services.append(
         Service(
             name="api",
-            argv=[sys.executable, "-m", "slipway.daemon", "api"],
+            argv=[*role, "api"],
             env=env,
-            listens=api_url,
-            ready=lambda: http_ok(f"{api_url}/healthz"),
+            sockets={"http": http},
+            listens=f"http://{settings.host}:{settings.http_port}",
             log_path=str(settings.data_dir / "api.log"),
         )
     )
-    ssh = f"ssh://git@{settings.effective_public_host}:{settings.ssh_port}"
     services.append(
         Service(
             name="gateway",
-            argv=[sys.executable, "-m", "slipway.daemon", "gateway"],
+            argv=[*role, "gateway"],
             env=env,
-            listens=ssh,
-            ready=lambda: port_open(settings.host, settings.ssh_port),
+            sockets={"ssh": ssh},
+            listens=f"ssh://git@{settings.effective_public_host}:{settings.ssh_port}",
             log_path=str(settings.data_dir / "gateway.log"),
         )
     )
@@ -140,13 +146,6 @@ def host_key_fingerprints(directory: Path) -> list[str]:
     return found
 
 
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @app.command()
 def up(
     data_dir: DataDir = None,
@@ -155,7 +154,11 @@ def up(
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the whole platform in the foreground; Ctrl-C stops everything."""
+    """Run the whole platform in the foreground; Ctrl-C stops everything.
+
+    HUP upgrades it in place: each server's new version starts on the same sockets, and the
+    old one drains once the new one is ready.
+    """
     settings = load_settings(
         data_dir=data_dir,
         http_port=http_port,
@@ -164,14 +167,17 @@ def up(
         database_url=database_url,
     )
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    supervisor = Supervisor(_embedded_services(settings))
     try:
+        supervisor = Supervisor(_embedded_services(settings))
         supervisor.start()
     except ServiceError as error:
         typer.echo(f"slipwayd up: {error}", err=True)
         raise typer.Exit(1) from error
 
-    print(f"Slipway is up; data in {settings.data_dir}. Ctrl-C stops everything.")
+    print(
+        f"Slipway is up; data in {settings.data_dir}. Ctrl-C stops everything; "
+        f"kill -HUP {os.getpid()} upgrades it in place."
+    )
     for service in supervisor.services:
         log = f", log {service.log_path}" if service.log_path else ""
         print(f"  {service.name:<8} {service.listens}  (pid {service.pid}{log})")
@@ -261,11 +267,18 @@ def worker(
     heartbeat_interval: Annotated[float, typer.Option(hidden=True, min=0.01)] = 5.0,
     heartbeat_ttl: Annotated[int, typer.Option(hidden=True, min=1)] = 60,
     recovery_interval: Annotated[float, typer.Option(hidden=True, min=0.01)] = 60.0,
+    pid_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write this process's PID (replaced when an upgrade takes over)."
+        ),
+    ] = None,
 ) -> None:
     """Run background jobs: a Sidekiq-compatible worker (mirrors `sidekiq -r -q -c -t`).
 
     TERM or INT stops fetching, waits up to TIMEOUT for busy jobs, then pushes the rest back;
-    TSTP stops fetching (quiet). Sidekiq's Web UI can send both too.
+    TSTP stops fetching (quiet). Sidekiq's Web UI can send both too. HUP starts the new
+    version and, once it runs, drains this one.
     """
     if log_format not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
@@ -289,22 +302,21 @@ def worker(
         logging.getLogger("slipway.jobs").warning(
             "no Python jobs are registered (use -r); jobs will fail as unknown classes"
         )
-    run_worker(
-        WorkerConfig(
-            redis_url=redis_url or redis_url_from_env(),
-            namespace=namespace,
-            queues=queue_list,
-            strict=strict,
-            concurrency=concurrency,
-            timeout=timeout,
-            reliable=reliable,
-            tag=tag,
-            poll_interval_average=poll_interval,
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_ttl=heartbeat_ttl,
-            recovery_interval=recovery_interval,
-        )
+    config = WorkerConfig(
+        redis_url=redis_url or redis_url_from_env(),
+        namespace=namespace,
+        queues=queue_list,
+        strict=strict,
+        concurrency=concurrency,
+        timeout=timeout,
+        reliable=reliable,
+        tag=tag,
+        poll_interval_average=poll_interval,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_ttl=heartbeat_ttl,
+        recovery_interval=recovery_interval,
     )
+    asyncio.run(serve_worker(config, pid_file))
 
 
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on [SLIPWAY_HOST].")]
@@ -324,7 +336,11 @@ def api(
     ssh_port: SshPort = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Serve the HTTP API (public /v1 and internal /internal); applies migrations first."""
+    """Serve the HTTP API (public /v1 and internal /internal); applies migrations first.
+
+    HUP starts the new version on the same socket; once it serves, this one finishes its
+    requests and exits.
+    """
     settings = load_settings(
         data_dir=data_dir,
         host=host,
@@ -334,13 +350,7 @@ def api(
     )
     setup_logging()
     database = _database(settings)
-    uvicorn.run(
-        create_app(settings, database),
-        host=settings.host,
-        port=settings.http_port,
-        log_config=None,
-        server_header=False,
-    )
+    asyncio.run(serve_api(settings, database))
 
 
 @app.command("migrate")
@@ -395,8 +405,15 @@ def gateway(
         bool,
         typer.Option(help="Also offer chacha20-poly1305 (clients prefer it; AES-GCM is faster)."),
     ] = False,
+    max_drain: Annotated[
+        float, typer.Option(help="Seconds sessions may run on after a stop or an upgrade.")
+    ] = 3600.0,
 ) -> None:
-    """Serve the SSH gateway: git push and fetch, and database tunnels."""
+    """Serve the SSH gateway: git push and fetch, and database tunnels.
+
+    HUP starts the new version on the same socket; once it serves, this one lets its sessions
+    finish (up to --max-drain) and exits.
+    """
     settings = load_settings(data_dir=data_dir, host=host, ssh_port=ssh_port, http_port=http_port)
     setup_logging()
     api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
@@ -412,7 +429,7 @@ def gateway(
         upstream_command=upstream_command,
         allow_chacha20=allow_chacha20,
     )
-    asyncio.run(run_gateway(config, settings.host, settings.ssh_port, metrics_port))
+    asyncio.run(run_gateway(config, settings.host, settings.ssh_port, metrics_port, max_drain))
 
 
 @app.command("git-shell")

@@ -21,8 +21,12 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
     http_port, ssh_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
     env.update(HOME=str(home), SLIPWAY_DATA_DIR=str(data), GIT_CONFIG_NOSYSTEM="1")
-    up = subprocess.Popen([*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port",
-                           str(ssh_port)], env=env, stdout=subprocess.PIPE, text=True)
+    up = subprocess.Popen(
+        [*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port", str(ssh_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert up.stdout is not None
         for line in up.stdout:
@@ -30,8 +34,9 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
                 break
 
         def run(*argv: str, cwd: Path = home) -> str:
-            result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                                    timeout=120)
+            result = subprocess.run(
+                argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            )
             assert result.returncode == 0, f"{argv}: {result.stderr}"
             return result.stdout
 
@@ -51,11 +56,12 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
         known_hosts = home / ".ssh" / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{ssh_port} {host_key[0]} {host_key[1]}\n")
         # ssh finds ~/.ssh through the password database, not $HOME: name the files.
-        env["GIT_SSH_COMMAND"] = (f"ssh -o UserKnownHostsFile={known_hosts} -o BatchMode=yes "
-                                  f"-i {home / '.ssh' / 'id_ed25519'} -o IdentitiesOnly=yes")
+        env["GIT_SSH_COMMAND"] = (
+            f"ssh -o UserKnownHostsFile={known_hosts} -o BatchMode=yes "
+            f"-i {home / '.ssh' / 'id_ed25519'} -o IdentitiesOnly=yes"
+        )
         run("git", "push", "-q", "slipway", "main", cwd=app)
-        run("git", "clone", "-q", f"ssh://git@127.0.0.1:{ssh_port}/hello.git",
-            str(home / "copy"))
+        run("git", "clone", "-q", f"ssh://git@127.0.0.1:{ssh_port}/hello.git", str(home / "copy"))
         assert (home / "copy" / "Procfile").read_text() == (app / "Procfile").read_text()
     finally:
         up.send_signal(signal.SIGINT)

@@ -79,7 +79,12 @@ class ControlPlane:
         self, method: str, path: str, allow_404: bool = False, **kwargs: Any
     ) -> dict[str, Any] | None:
         try:
-            response = await self.http.request(method, path, **kwargs)
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # Most likely a kept-alive connection that the API closed as we sent on it
+                # (it restarts for an upgrade). Every call here only reads: send it again.
+                response = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise ControlPlaneError(f"the API is unreachable: {error}") from None
         if allow_404 and response.status_code == 404:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import asyncio
+import socket
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from slipway.graceful import accept_connections
 
 
 class GatewayMetrics:
@@ -38,5 +44,37 @@ class GatewayMetrics:
             "slipway_gateway_bytes", "Bytes piped, by direction", ["direction"], registry=r
         )
 
-    def serve(self, host: str, port: int) -> None:
-        start_http_server(port, host, registry=self.registry)
+
+async def serve_metrics(listener: socket.socket, registry: CollectorRegistry) -> None:
+    """GET /metrics (Prometheus) and /healthz on a socket that upgrades can hand over."""
+
+    async def answer(sock: socket.socket) -> None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            path = request.split(b" ")[1] if request.count(b" ") >= 2 else b""
+            if path == b"/metrics":
+                status, kind, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(registry)
+            elif path == b"/healthz":
+                status, kind, body = "200 OK", "text/plain", b"ok\n"
+            else:
+                status, kind, body = "404 Not Found", "text/plain", b"not found\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    answering: set[asyncio.Task[None]] = set()
+
+    def start(sock: socket.socket, peer: object) -> None:
+        task = asyncio.get_running_loop().create_task(answer(sock))
+        answering.add(task)
+        task.add_done_callback(answering.discard)
+
+    await accept_connections(listener, start)

@@ -1,30 +1,42 @@
-"""Running the gateway as a process: listen, serve, stop cleanly on TERM/INT."""
+"""The gateway as a process: listen (or take over sockets), serve, upgrade on HUP, drain."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+import socket
 
-from slipway.gateway.server import Gateway, GatewayConfig, listen
+from slipway.gateway.metrics import serve_metrics
+from slipway.gateway.server import Gateway, GatewayConfig
+from slipway.graceful import listen
+from slipway.graceful.lifecycle import Lifecycle
 
 log = logging.getLogger("slipway.gateway")
 
 
-async def run_gateway(config: GatewayConfig, host: str, port: int, metrics_port: int = 0) -> None:
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per packet otherwise
+async def run_gateway(
+    config: GatewayConfig, host: str, port: int, metrics_port: int = 0, max_drain: float = 3600.0
+) -> None:
+    # One line per packet, and per control-plane call, otherwise.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    lifecycle = Lifecycle("gateway", pid_file=config.data_dir / "gateway.pid")
+    lifecycle.install_signal_handlers()
     gateway = Gateway(config)
+    listener = lifecycle.listener("ssh", lambda: listen(host, port))
+    tasks = [asyncio.create_task(gateway.serve(listener))]
+    metrics: socket.socket | None = None
     if metrics_port:
-        gateway.metrics.serve(host, metrics_port)
-    listener = listen(host, port)
-    serving = asyncio.create_task(gateway.serve(listener))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    log.info("SSH gateway listening on %s:%d (API %s)", host, port, config.api_url)
-    await stop.wait()
-    serving.cancel()
-    listener.close()
+        metrics = lifecycle.listener("metrics", lambda: listen(host, metrics_port))
+        tasks.append(asyncio.create_task(serve_metrics(metrics, gateway.metrics.registry)))
+    lifecycle.ready()
+    log.info("SSH gateway listening on %s (API %s)", listener.getsockname(), config.api_url)
+    await lifecycle.stopping.wait()
+    for task in tasks:  # accept no more; a successor, if any, holds the same sockets
+        task.cancel()
+    for sock in (listener, metrics):
+        if sock is not None:
+            sock.close()
+    await gateway.drain(max_drain)
     await gateway.close()
     log.info("SSH gateway stopped")

@@ -9,10 +9,11 @@ sessions and database tunnels, and every global request, are refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from slipway.gateway.proxy import ProxyError, read_header
 from slipway.gateway.session import GitSession, Identity
 from slipway.gateway.tunnels import open_tunnel
 from slipway.gateway.upstreams import FAST_CIPHERS, LocalUpstream, SshUpstream, Upstream
+from slipway.graceful import accept_connections
 
 log = logging.getLogger("slipway.gateway")
 
 USER = "git"
+GOODBYE_SECONDS = 5.0  # for the disconnect message to reach clients, at the end of a drain
 ACCEPTED_KEYS = {
     b"ssh-ed25519",
     b"ecdsa-sha2-nistp256",
@@ -85,12 +88,15 @@ class GatewayConnection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.connection = conn
+        self.gateway.live.add(self)
         _ack_at_once_until_authenticated(conn)
         peer = conn.get_extra_info("peername")
         self.client = self.gateway.announced_clients.pop(peer, "") or _address(peer)
         self.gateway.metrics.open_connections.inc()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.live.discard(self)
+        self.gateway.check_drained()
         self.gateway.metrics.open_connections.dec()
         if self.identity is None:
             self.gateway.config.limits.unauthenticated -= 1
@@ -235,6 +241,8 @@ class Gateway:
         self._remote: dict[str, SshUpstream] = {}
         self._proxy_networks = [ipaddress.ip_network(n, strict=False) for n in config.proxy_allowed]
         self._connections: set[asyncio.Task[None]] = set()
+        self.live: set[GatewayConnection] = set()  # connections past the TCP accept
+        self._drained = asyncio.Event()  # set when the last connection ends
         ciphers = [
             *FAST_CIPHERS,
             *(["chacha20-poly1305@openssh.com"] if config.allow_chacha20 else []),
@@ -283,15 +291,22 @@ class Gateway:
 
     async def serve(self, listener: socket.socket, ready: asyncio.Event | None = None) -> None:
         """Accept on ``listener`` until cancelled."""
-        listener.setblocking(False)
-        loop = asyncio.get_running_loop()
         if ready:
             ready.set()
-        while True:
-            sock, peer = await loop.sock_accept(listener)
-            task = loop.create_task(self._handle(sock, peer))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+        await accept_connections(listener, self._start)
+
+    def _start(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(sock, peer))
+        self._connections.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._connections.discard(task)
+        self.check_drained()
+
+    def check_drained(self) -> None:
+        if not self.live and not self._connections:
+            self._drained.set()
 
     async def _handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         refused = self.config.limits.admit(peer[0])
@@ -330,22 +345,32 @@ class Gateway:
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in self._proxy_networks)
 
+    async def drain(self, max_seconds: float) -> None:
+        """Let open connections finish, up to ``max_seconds``; then end them with a word.
+
+        That includes connections accepted but still in their handshake: the client of one
+        sees nothing of the upgrade either."""
+        if not (self.live or self._connections):
+            return
+        log.info("draining %d connections (up to %.0f s)", len(self.live), max_seconds)
+        self._drained.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), max_seconds)
+        if not self.live:
+            return
+        log.warning("ending %d sessions still open after %.0f s", len(self.live), max_seconds)
+        for connection in list(self.live):
+            if connection.connection is not None:
+                connection.connection.disconnect(
+                    asyncssh.DISC_BY_APPLICATION,
+                    "the gateway is restarting and this session ran too long; try again",
+                )
+        with contextlib.suppress(TimeoutError):  # until the clients have the word
+            await asyncio.wait_for(self._drained.wait(), GOODBYE_SECONDS)
+
     async def close(self) -> None:
         for task in list(self._connections):
             task.cancel()
         for upstream in self._remote.values():
             await upstream.close()
         await self.control.aclose()
-
-
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(1024)
-    return listener
-
-
-def known_clients(items: Iterable[str]) -> list[str]:
-    return [item.strip() for item in items if item.strip()]

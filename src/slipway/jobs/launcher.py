@@ -10,7 +10,6 @@ import io
 import logging
 import os
 import secrets
-import signal
 import socket
 import sys
 import time
@@ -161,17 +160,6 @@ class Launcher:
         self._process = psutil.Process()
 
     # -- life cycle -------------------------------------------------------------------------
-
-    def handle_signals(self) -> None:
-        """TERM/INT: graceful stop; TSTP: quiet; TTIN: dump (for a worker process)."""
-        loop = asyncio.get_running_loop()
-        for signum, handler in (
-            (signal.SIGTERM, self.request_stop),
-            (signal.SIGINT, self.request_stop),
-            (signal.SIGTSTP, self.quiet),
-            (signal.SIGTTIN, self.dump),
-        ):
-            loop.add_signal_handler(signum, handler)
 
     async def run(self) -> None:
         """Work until stopped (``request_stop``, or TERM from the Web UI), then shut down
@@ -349,14 +337,3 @@ class Launcher:
             await self.fetch.recover(lock_ttl=self.config.heartbeat_ttl)
         except Exception as error:
             log.error("reliable fetch recovery: %s", error)
-
-
-def run_worker(config: WorkerConfig) -> None:
-    """Run a worker in this process until a signal stops it."""
-    launcher = Launcher(config)
-
-    async def main() -> None:
-        launcher.handle_signals()
-        await launcher.run()
-
-    asyncio.run(main())

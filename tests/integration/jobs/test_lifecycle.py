@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import redis
 
 from slipway.jobs import Client
 from tests.jobs_support import HERE, WorkerProcess, results
-from tests.services import RedisServer, wait_until
+from tests.services import RedisServer, exited, wait_until
 
 RELIABLE = ["--reliable", "--heartbeat-ttl", "1", "--recovery-interval", "0.3"]
 
@@ -160,3 +162,36 @@ def test_periodic_jobs_run_once_per_tick_whatever_the_number_of_workers(redis_ur
     assert len(seconds) >= 3
     assert len(seconds) == len(set(seconds))  # never twice for the same tick
     assert max(seconds) - min(seconds) == len(seconds) - 1  # and no tick missed
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_hup_hands_the_work_to_a_new_process_and_loses_no_job(
+    redis_url: str, client: Client, reliable: bool, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "worker.pid"
+    extra = ["--reliable"] if reliable else []
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    with WorkerProcess(redis_url, "--pid-file", str(pid_file), "-t", "20", *extra) as worker:
+        old = worker.pid
+        client.enqueue("default", "sleep", [2.0, "busy during the upgrade"])
+        results(redis_url, 1)  # it started in the old process
+        worker.signal(signal.SIGHUP)
+        wait_until(lambda: int(pid_file.read_text()) != old, 20, "the new worker is ready")
+        new = int(pid_file.read_text())
+        try:
+            assert any(f":{new}:" in member for member in raw.smembers("processes"))
+            for number in range(50):  # while the old one drains
+                client.enqueue("default", "record_pid", [f"job {number}"])
+            assert worker.wait(20) == 0  # once its busy job is done
+            assert not any(f":{old}:" in member for member in raw.smembers("processes"))
+            for number in range(50, 60):
+                client.enqueue("default", "record_pid", [f"job {number}"])
+            entries = results(redis_url, 62)
+            assert ["end", "busy during the upgrade"] in entries
+            ran = Counter(entry[0] for entry in entries if entry[0].startswith("job "))
+            assert sorted(ran) == sorted(f"job {n}" for n in range(60))
+            assert set(ran.values()) == {1}
+            assert {pid for label, pid in entries[-10:]} == {new}
+        finally:
+            os.kill(new, signal.SIGTERM)
+            wait_until(partial(exited, new), 30, "the new worker exits")

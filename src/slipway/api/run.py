@@ -1,0 +1,70 @@
+"""The API as a process: uvicorn on a socket that upgrades hand over, HUP to upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from slipway.api.app import create_app
+from slipway.config import Settings
+from slipway.graceful import listen
+from slipway.graceful.lifecycle import Lifecycle
+from slipway.store.db import Database
+
+log = logging.getLogger("slipway.api")
+
+GRACEFUL_TIMEOUT = 300  # seconds in-flight requests get when the API stops
+FIRST_REQUEST_GRACE = 1.0  # seconds a just-accepted connection gets to send its request
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but a connection accepted just before a stop is served, not closed.
+
+    uvicorn's shutdown closes every connection without a request in progress, including one
+    whose first request is still on its way: its client sees "disconnected without a
+    response" and, the connection being new, cannot tell whether to retry. So we stop
+    accepting first and give such connections a moment to send their request.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(0.1)  # asyncio finishes setting up the connections it accepted
+        if self.server_state.connections:
+            await asyncio.sleep(FIRST_REQUEST_GRACE)
+        await super().shutdown(sockets)
+
+
+async def serve_api(settings: Settings, database: Database) -> None:
+    lifecycle = Lifecycle("api", pid_file=settings.data_dir / "api.pid")
+    sock = lifecycle.listener("http", lambda: listen(settings.host, settings.http_port))
+    config = uvicorn.Config(
+        create_app(settings, database),
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
+    )
+    server = DrainingServer(config)
+    loop = asyncio.get_running_loop()
+    # uvicorn handles TERM and INT itself (it stops accepting and lets requests finish), then
+    # raises them again once done: these handlers take that second delivery quietly.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: None)
+    loop.add_signal_handler(signal.SIGHUP, lifecycle.upgrade)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            await serving  # it failed to start: raise why
+            return
+        await asyncio.sleep(0.01)
+    lifecycle.ready()
+    handed_over = asyncio.create_task(lifecycle.stopping.wait())
+    await asyncio.wait([serving, handed_over], return_when=asyncio.FIRST_COMPLETED)
+    if handed_over.done() and not serving.done():
+        server.should_exit = True  # a successor serves: finish our requests and go
+    handed_over.cancel()
+    await serving

@@ -1,0 +1,170 @@
+"""slipway.graceful with a real fork+exec: upgrades hand the socket over without refusing a
+single connection; failed upgrades leave the old version serving; drains never block."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import psutil
+import pytest
+
+from slipway.supervisor import free_port
+from tests.load import Load
+from tests.services import exited, wait_until
+
+APP = Path(__file__).parents[2] / "graceful_app.py"
+
+
+@dataclass
+class App:
+    process: subprocess.Popen[bytes]
+    port: int
+    pid_file: Path
+    behaviour: Path
+
+    @property
+    def serving_pid(self) -> int:
+        return int(self.pid_file.read_text())
+
+    def upgrade(self) -> None:
+        os.kill(self.serving_pid, signal.SIGHUP)
+
+    def ask(self) -> int:
+        """One connection: the PID that answered it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            return int(sock.makefile().readline())
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    behaviour = tmp_path / "behaviour"
+    behaviour.write_text("serve")
+    port = free_port()
+    env = {
+        **os.environ,
+        "GRACEFUL_APP_BEHAVIOUR": str(behaviour),
+        "GRACEFUL_APP_PORT": str(port),
+        "GRACEFUL_APP_READY_TIMEOUT": "3",
+        "PYTHONPATH": str(Path(__file__).parents[3]),
+    }
+    pid_file = tmp_path / "app.pid"
+    process = subprocess.Popen([sys.executable, str(APP), str(pid_file)], env=env)
+    wait_until(pid_file.exists, 20, "the app", process)
+    running = App(process, port, pid_file, behaviour)
+    try:
+        yield running
+    finally:
+        for pid in {process.pid, running.serving_pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_for_new_pid(app: App, old: int) -> int:
+    wait_until(lambda: app.serving_pid != old, 20, "the new version")
+    return app.serving_pid
+
+
+def test_upgrades_under_load_refuse_nothing(app: App) -> None:
+    pids = [app.serving_pid]
+    with Load(app.ask) as load:
+        for _ in range(5):
+            time.sleep(0.3)
+            app.upgrade()
+            pids.append(wait_for_new_pid(app, pids[-1]))
+        time.sleep(0.3)
+    assert load.failures == []
+    assert len(load.results) > 100
+    assert set(load.results) <= set(pids) and len(set(pids)) == 6
+    assert load.results[-1] == pids[-1]
+    for old in pids[:-1]:  # every old generation has exited (nothing to drain)
+        wait_until(partial(exited, old), 10, f"pid {old} exits")
+
+
+@pytest.mark.parametrize("behaviour", ["crash", "hang"])
+def test_a_new_version_that_fails_leaves_the_old_one_serving(app: App, behaviour: str) -> None:
+    old = app.serving_pid
+    app.behaviour.write_text(behaviour)
+    app.upgrade()
+    time.sleep(4 if behaviour == "hang" else 1.5)  # past the 3 s ready timeout
+    assert app.serving_pid == old
+    assert app.ask() == old
+    assert (
+        len(
+            [
+                c
+                for c in psutil.Process(old).children()
+                if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+            ]
+        )
+        == 0
+    )  # the failed one is gone
+    app.behaviour.write_text("serve")
+    app.upgrade()  # and a later upgrade still works
+    new = wait_for_new_pid(app, old)
+    wait_until(lambda: app.ask() == new, 10, "the new version answers")
+
+
+def test_an_upgrade_can_start_while_an_older_generation_drains(app: App) -> None:
+    first = app.serving_pid
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as held:
+        stream = held.makefile("rw")
+        assert int(stream.readline()) == first
+        app.upgrade()
+        second = wait_for_new_pid(app, first)
+        app.upgrade()  # the first one still drains: this must not wait for it
+        third = wait_for_new_pid(app, second)
+        wait_until(lambda: app.ask() == third, 10, "the third generation answers")
+        assert not exited(first)
+        stream.write("still here\n")
+        stream.flush()
+        assert stream.readline() == "still here\n"  # the held session still works
+        stream.close()  # the socket closes only when its file object does too
+    wait_until(partial(exited, first), 10, "the first exits")
+
+
+def test_systemd_socket_activation_and_notify(tmp_path: Path) -> None:
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = tmp_path / "notify.sock"
+    notify.bind(str(notify_path))
+    notify.settimeout(20)
+    behaviour = tmp_path / "behaviour"
+    behaviour.write_text("serve")
+    # What systemd does: the socket as fd 3, LISTEN_PID set to the process it starts.
+    code = (
+        f"import os, sys; os.dup2({listener.fileno()}, 3); "
+        "os.environ['LISTEN_PID'] = str(os.getpid()); "
+        f"os.execv(sys.executable, [sys.executable, {str(APP)!r}, {str(tmp_path / 'p')!r}])"
+    )
+    env = {
+        **os.environ,
+        "LISTEN_FDS": "1",
+        "LISTEN_FDNAMES": "app",
+        "NOTIFY_SOCKET": str(notify_path),
+        "GRACEFUL_APP_BEHAVIOUR": str(behaviour),
+        "GRACEFUL_APP_PORT": "1",  # not used: the socket comes from "systemd"
+        "PYTHONPATH": str(Path(__file__).parents[3]),
+    }
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=(listener.fileno(),))
+    try:
+        message = notify.recv(1024).decode()
+        assert "READY=1" in message and f"MAINPID={process.pid}" in message
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert int(sock.makefile().readline()) == process.pid
+    finally:
+        process.kill()
+        process.wait()
+        listener.close()
+        notify.close()
