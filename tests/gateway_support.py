@@ -8,10 +8,12 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import asyncssh
 
 from slipway.gateway.commands import GitCommand
 from slipway.gateway.server import Gateway, GatewayConfig
@@ -21,6 +23,7 @@ from slipway.store import accounts, apps
 from slipway.supervisor import free_port
 from tests.control_support import INTERNAL_SECRET, ApiServer
 from tests.keys import generate
+from tests.services import strict_ssh
 
 
 @dataclass
@@ -57,28 +60,18 @@ class RunningGateway:
     def ssh(
         self, key: Path, *args: str, user: str = "git", options: tuple[str, ...] = ()
     ) -> list[str]:
-        return [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-p",
-            str(self.port),
-            "-i",
-            str(key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={self.known_hosts}",
-            "-o",
-            "ConnectTimeout=10",
-            *options,
-            f"{user}@127.0.0.1",
-            *args,
-        ]
+        return strict_ssh(self.port, key, self.known_hosts, user, *args, options=options)
+
+    def connect(self, key: Path) -> AbstractAsyncContextManager[asyncssh.SSHClientConnection]:
+        """An asyncssh client connection as ``git`` (``async with gateway.connect(key)``)."""
+        return asyncssh.connect(
+            "127.0.0.1",
+            self.port,
+            username="git",
+            client_keys=[str(key)],
+            known_hosts=str(self.known_hosts),
+            agent_path=None,
+        )
 
     def run_ssh(
         self, key: Path, *args: str, timeout: float = 30, **kwargs: Any

@@ -45,6 +45,35 @@ def wait_until(
         time.sleep(0.02)
 
 
+def strict_ssh(
+    port: int, key: Path, known_hosts: Path, user: str, *args: str, options: Sequence[str] = ()
+) -> list[str]:
+    """An ``ssh`` command line to 127.0.0.1 that reads no config, offers exactly ``key`` and
+    trusts exactly ``known_hosts``; ``options`` go before the destination, ``args`` after."""
+    return [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-p",
+        str(port),
+        "-i",
+        str(key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "ConnectTimeout=10",
+        *options,
+        f"{user}@127.0.0.1",
+        *args,
+    ]
+
+
 def exited(pid: int) -> bool:
     """The process is gone, or a zombie that only waits for its parent to reap it."""
     try:
@@ -175,25 +204,7 @@ class Sshd(_Service):
         raise RuntimeError("sshd did not start on any free port")
 
     def client_argv(self, *command: str) -> list[str]:
-        return [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-p",
-            str(self.port),
-            "-i",
-            str(self.client_key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={self.known_hosts}",
-            f"{self.user}@127.0.0.1",
-            *command,
-        ]
+        return strict_ssh(self.port, self.client_key, self.known_hosts, self.user, *command)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -7,13 +7,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from slipway.gateway.commands import (
-    APP_NAME,
     VERBS,
     GitCommand,
     Refused,
     git_protocol,
     parse_command,
 )
+from slipway.store.names import APP_NAME
 
 
 @pytest.mark.parametrize(

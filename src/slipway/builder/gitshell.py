@@ -14,12 +14,13 @@ import os
 import re
 import sys
 
+from slipway.store.names import APP_NAME
+
 VERBS = {
     "git-receive-pack": "receive-pack",
     "git-upload-pack": "upload-pack",
     "git-upload-archive": "upload-archive",
 }
-APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,46}[a-z0-9]")
 GIT_PROTOCOL = re.compile(r"version=[0-9]")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 

@@ -7,9 +7,11 @@ from the parsed parts, never the client's string.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
+
+from slipway.builder.gitshell import GIT_PROTOCOL
+from slipway.store.names import APP_NAME
 
 # verb -> the access it needs
 VERBS = {
@@ -17,8 +19,6 @@ VERBS = {
     "git-upload-pack": "fetch",
     "git-upload-archive": "fetch",
 }
-APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,46}[a-z0-9]")
-GIT_PROTOCOL = re.compile(r"version=[0-9]")
 MAX_COMMAND = 1024
 
 NOT_GIT = "slipway: only git push and fetch are allowed here"

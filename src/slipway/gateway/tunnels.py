@@ -10,8 +10,8 @@ import logging
 
 import asyncssh
 
-from slipway.gateway.commands import APP_NAME
 from slipway.gateway.control import ControlPlane, ControlPlaneError
+from slipway.store.names import APP_NAME
 
 log = logging.getLogger("slipway.gateway")
 CHUNK = 64 * 1024

@@ -21,6 +21,20 @@ def head(repo: Path) -> str:
     ).stdout.strip()
 
 
+def traced_ls_remote_v2(
+    gateway: RunningGateway, key: Path, app: str
+) -> subprocess.CompletedProcess[str]:
+    """``git ls-remote`` in protocol v2, with the packets traced on stderr."""
+    return gateway.git(
+        key,
+        "-c",
+        "protocol.version=2",
+        "ls-remote",
+        gateway.url(f"{app}.git"),
+        env={"GIT_TRACE_PACKET": "1"},
+    )
+
+
 def push_and_clone(
     gateway: RunningGateway, key: Path, source: Path, app: str, target: Path
 ) -> None:
@@ -52,14 +66,7 @@ def test_protocol_v2_reaches_git(gateway: RunningGateway, api: ApiServer, source
     assert (
         gateway.git(alice.key, "push", gateway.url("shop.git"), "main", cwd=source).returncode == 0
     )
-    traced = gateway.git(
-        alice.key,
-        "-c",
-        "protocol.version=2",
-        "ls-remote",
-        gateway.url("shop.git"),
-        env={"GIT_TRACE_PACKET": "1"},
-    )
+    traced = traced_ls_remote_v2(gateway, alice.key, "shop")
     assert traced.returncode == 0, traced.stderr
     assert "< version 2" in traced.stderr  # the server spoke protocol v2
     fetched = gateway.git(
@@ -157,14 +164,7 @@ def test_push_then_clone_through_an_ssh_upstream(
     push_and_clone(gateway, alice.key, source, "shop", tmp_path / "clone")
     assert head(repo_host_data / "repos" / "shop.git") == head(source)
     assert not (gateway.data_dir / "repos").exists()  # nothing on the gateway itself
-    traced = gateway.git(
-        alice.key,
-        "-c",
-        "protocol.version=2",
-        "ls-remote",
-        gateway.url("shop.git"),
-        env={"GIT_TRACE_PACKET": "1"},
-    )
+    traced = traced_ls_remote_v2(gateway, alice.key, "shop")
     assert "< version 2" in traced.stderr  # GIT_PROTOCOL crossed both hops
     # Sessions share pooled connections to the repo host: one handshake for all of them.
     for _ in range(3):

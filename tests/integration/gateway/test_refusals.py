@@ -206,7 +206,6 @@ def test_session_requests_after_exec_get_false(
     payload: list[object],
 ) -> None:
     """Asked with want-reply (OpenSSH asks some without), every one is answered false."""
-    import asyncssh
     from asyncssh.packet import Boolean, String, UInt32
 
     def encode(value: object) -> bytes:
@@ -217,14 +216,7 @@ def test_session_requests_after_exec_get_false(
         return String(value)  # type: ignore[arg-type]
 
     async def ask() -> bool:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="git",
-            client_keys=[str(alice.key)],
-            known_hosts=str(gateway.known_hosts),
-            agent_path=None,
-        ) as conn:
+        async with gateway.connect(alice.key) as conn:
             process = await conn.create_process("git-upload-pack shop.git", encoding=None)
             assert await process.stdout.readline() == b"git-upload-pack shop\n"  # running
             answer = await process.channel._make_request(request_type, *map(encode, payload))
@@ -293,14 +285,7 @@ def test_other_channels_and_global_requests_are_refused(
     import asyncssh
 
     async def run() -> str:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="git",
-            client_keys=[str(alice.key)],
-            known_hosts=str(gateway.known_hosts),
-            agent_path=None,
-        ) as conn:
+        async with gateway.connect(alice.key) as conn:
             try:
                 await attempt(conn)  # type: ignore[operator]
             except (asyncssh.ChannelOpenError, asyncssh.ChannelListenError) as error:

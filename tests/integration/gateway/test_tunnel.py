@@ -7,6 +7,7 @@ import socketserver
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,15 @@ def with_database(api: ApiServer, app: str, address: tuple[str, int]) -> None:
         apps.add_database(session, found, "postgresql", *address)
 
 
+def tunnel(
+    gateway: RunningGateway, key: Path, destination: str, data: bytes = b"x"
+) -> subprocess.CompletedProcess[bytes]:
+    """``ssh -W DESTINATION`` through the gateway, sending ``data`` and reading the answer."""
+    return subprocess.run(
+        gateway.ssh(key, options=("-W", destination)), input=data, capture_output=True, timeout=60
+    )
+
+
 def test_a_tunnel_reaches_the_apps_database(
     gateway: RunningGateway, api: ApiServer, database: tuple[str, int]
 ) -> None:
@@ -46,32 +56,17 @@ def test_a_tunnel_reaches_the_apps_database(
     with_database(api, "shop", database)
     payload = b"SELECT 1;\n" * 50_000  # half a megabyte, both ways
     for user, destination in ((alice, "shop:5432"), (bob, "shop.db:1")):
-        result = subprocess.run(
-            gateway.ssh(user.key, options=("-W", destination)),
-            input=payload,
-            capture_output=True,
-            timeout=60,
-        )
+        result = tunnel(gateway, user.key, destination, payload)
         assert result.returncode == 0, result.stderr
         assert result.stdout == payload
-    refused = subprocess.run(
-        gateway.ssh(carol.key, options=("-W", "shop:5432")),
-        input=b"x",
-        capture_output=True,
-        timeout=30,
-    )
+    refused = tunnel(gateway, carol.key, "shop:5432")
     assert refused.returncode == 255 and b"open failed" in refused.stderr
 
 
 def test_an_app_without_a_database_has_no_tunnel(gateway: RunningGateway, api: ApiServer) -> None:
     alice = add_user(api, "alice")
     add_app(api, "alice", "shop")
-    result = subprocess.run(
-        gateway.ssh(alice.key, options=("-W", "shop:5432")),
-        input=b"x",
-        capture_output=True,
-        timeout=30,
-    )
+    result = tunnel(gateway, alice.key, "shop:5432")
     assert result.returncode == 255
     assert b"no database" in result.stderr
 
@@ -83,11 +78,6 @@ def test_a_dead_database_is_reported(gateway: RunningGateway, api: ApiServer) ->
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     with_database(api, "shop", ("127.0.0.1", port))
-    result = subprocess.run(
-        gateway.ssh(alice.key, options=("-W", "shop:5432")),
-        input=b"x",
-        capture_output=True,
-        timeout=30,
-    )
+    result = tunnel(gateway, alice.key, "shop:5432")
     assert result.returncode == 255
     assert b"database does not answer" in result.stderr
