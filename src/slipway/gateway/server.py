@@ -85,6 +85,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.candidate: Identity | None = None
         self.identity: Identity | None = None
         self.open_channels = 0
+        self.git_sessions: set[asyncssh.SSHServerProcess[bytes]] = set()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.connection = conn
@@ -162,9 +163,11 @@ class GatewayConnection(asyncssh.SSHServer):
 
     async def _serve_git(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         assert self.identity is not None
+        self.git_sessions.add(process)
         try:
             await self.gateway.sessions.serve(process, self.identity)
         finally:
+            self.git_sessions.discard(process)
             self.open_channels -= 1
 
     def connection_requested(
@@ -181,6 +184,23 @@ class GatewayConnection(asyncssh.SSHServer):
         except BaseException:
             self.open_channels -= 1
             raise
+
+    def end(self, reason: str) -> None:
+        """End this connection and tell the client why.
+
+        A git session gets the words on stderr and exits with 255: ssh prints them, in order,
+        before the close. An SSH disconnect alone closes the channels first, and OpenSSH may
+        exit on that close without printing the reason. Tunnels, or a connection without
+        channels, get the disconnect.
+        """
+        sessions = list(self.git_sessions)
+        for process in sessions:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                process.stderr.write(f"slipway: {reason}\n".encode())
+                process.exit(255)
+        tunnels = self.open_channels - len(sessions)
+        if self.connection is not None and (tunnels > 0 or not sessions):
+            self.connection.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
     def _take_channel(self) -> bool:
         if self.open_channels >= self.gateway.config.max_sessions:
@@ -360,11 +380,7 @@ class Gateway:
             return
         log.warning("ending %d sessions still open after %.0f s", len(self.live), max_seconds)
         for connection in list(self.live):
-            if connection.connection is not None:
-                connection.connection.disconnect(
-                    asyncssh.DISC_BY_APPLICATION,
-                    "the gateway is restarting and this session ran too long; try again",
-                )
+            connection.end("the gateway is restarting and this session ran too long; try again")
         with contextlib.suppress(TimeoutError):  # until the clients have the word
             await asyncio.wait_for(self._drained.wait(), GOODBYE_SECONDS)
 
