@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.services import Postgres, stop_process, wait_until  # noqa: E402
 
+from slipway.embedded.supervisor import free_port  # noqa: E402
 from slipway.store import accounts, apps  # noqa: E402
 from slipway.store.db import Database  # noqa: E402
 from slipway.store.migrate import migrate  # noqa: E402
-from slipway.supervisor import free_port  # noqa: E402
 
 SLIPWAYD = Path(sys.executable).parent / "slipwayd"
-SECRET = "bench-internal-secret"  # noqa: S105 - a throwaway server's
+SECRET = "bench-internal-secret-0123456789abcdefghijkl"  # noqa: S105 - a throwaway server's
 
 LOOKUP = """
 local fingerprints = {%s}

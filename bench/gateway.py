@@ -3,6 +3,9 @@
 - Clone of a ~80 MB repository: through the gateway (local upstream), through OpenSSH `sshd`
   (git-upload-pack run by sshd), through the gateway to a repo host behind sshd (two hops),
   and `file://` (no transport at all).
+- The same code freshly pushed through the gateway to a new app, once the repo host's worker
+  has done its housekeeping: cloned through the gateway, against `file://` of the repacked
+  copy and OpenSSH serving the pushed repository itself.
 - Ten `git ls-remote` in a row, authentication included, gateway against sshd.
 - 500 idle sessions held at once: the gateway's memory per idle session, and per active clone.
 
@@ -30,18 +33,20 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services import Sshd, stop_process, wait_until  # noqa: E402
+from tests.services import RedisServer, Sshd, stop_process, wait_until  # noqa: E402
 
+from slipway.builder.repositories import repo_queue  # noqa: E402
+from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
 from slipway.store import accounts, apps  # noqa: E402
 from slipway.store.db import Database  # noqa: E402
 from slipway.store.migrate import migrate  # noqa: E402
-from slipway.supervisor import free_port, port_open  # noqa: E402
 
 SLIPWAYD = Path(sys.executable).parent / "slipwayd"
 
 
 def make_repository(path: Path, megabytes: int) -> Path:
-    """A bare repository whose pack is about ``megabytes`` (random, so it does not shrink)."""
+    """A bare repository whose pack is about ``megabytes`` (random, so it does not shrink),
+    made from the work tree ``path.parent / "work"``, which stays for pushing."""
     work = path.parent / "work"
     subprocess.run(["git", "init", "-q", "--initial-branch=main", str(work)], check=True)
     per_commit = max(1, megabytes // 4)
@@ -66,7 +71,6 @@ def make_repository(path: Path, megabytes: int) -> Path:
         )
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(path)], check=True)
     subprocess.run(["git", "-C", str(path), "repack", "-adq"], check=True)
-    shutil.rmtree(work)
     return path
 
 
@@ -102,11 +106,13 @@ def ssh_command(key: Path, known_hosts: Path) -> str:
 
 
 class Platform:
-    """`slipwayd api` and `slipwayd gateway` as processes, with one user, key and app."""
+    """`slipwayd api`, `slipwayd gateway` and the repo host's `slipwayd worker` as processes,
+    with one user, key and the apps big (copied in place) and fresh (to push to)."""
 
     def __init__(
         self,
         root: Path,
+        redis_url: str,
         repo_host: str | None = None,
         upstream: Sshd | None = None,
         upstream_data: Path | None = None,
@@ -119,6 +125,7 @@ class Platform:
             "SLIPWAY_HTTP_PORT": str(self.http_port),
             "SLIPWAY_SSH_PORT": str(self.ssh_port),
             "SLIPWAY_REPO_HOST": repo_host or "local",
+            "SLIPWAY_REDIS_URL": redis_url,
         }
         database = Database(f"sqlite:///{self.data / 'slipway.db'}")
         migrate(database.engine)
@@ -129,7 +136,8 @@ class Platform:
         with database.session() as session:
             user = accounts.create_user(session, "bench")
             accounts.add_key(session, user, Path(f"{self.key}.pub").read_text(), "key")
-            apps.create_app(session, user, "big")
+            self.uid = apps.create_app(session, user, "big").uid
+            self.fresh_uid = apps.create_app(session, user, "fresh").uid
         database.dispose()
         self.api = subprocess.Popen(
             [str(SLIPWAYD), "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -142,7 +150,9 @@ class Platform:
             "10000",
             "--burst",
             "10000",
-            "--max-unauthenticated",
+            "--max-startups",
+            "10000:30:20000",
+            "--per-source-max-startups",
             "10000",
         ]
         if upstream is not None:
@@ -163,8 +173,19 @@ class Platform:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.ssh_port} {host_key[0]} {host_key[1]}\n")
         self.env = {**os.environ, "GIT_SSH_COMMAND": ssh_command(self.key, self.known_hosts)}
         self.url = f"ssh://git@127.0.0.1:{self.ssh_port}/big.git"
+        self.fresh_url = f"ssh://git@127.0.0.1:{self.ssh_port}/fresh.git"
+        self.worker = subprocess.Popen(
+            [str(SLIPWAYD), "worker", "-r", "slipway.builder.jobs", "-q", repo_queue("local")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def repository(self, uid: str) -> Path:
+        return self.data / "repos" / f"{uid}.git"
 
     def stop(self) -> None:
+        stop_process(self.worker)
         stop_process(self.gateway)
         stop_process(self.api)
 
@@ -201,6 +222,21 @@ async def hold_sessions(
     return connections
 
 
+def push_and_housekeep(platform: Platform, work: Path) -> Path:
+    """Push ``work`` to the app fresh through the gateway; wait for the worker's repack."""
+    started = time.perf_counter()
+    git(platform.env, "-C", str(work), "push", "-q", platform.fresh_url, "main")
+    pushed = time.perf_counter() - started
+    repository = platform.repository(platform.fresh_uid)
+    packs = repository / "objects" / "pack"
+    wait_until(lambda: any(packs.glob("multi-pack-index-*.bitmap")), 120, "housekeeping")
+    print(
+        f"\n(pushed {work.name} to a new app in {pushed:.2f} s; housekept "
+        f"{time.perf_counter() - started - pushed:.2f} s later)"
+    )
+    return repository
+
+
 def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
@@ -218,22 +254,26 @@ def main() -> None:
     pack_mb = sum(f.stat().st_size for f in (repo / "objects" / "pack").iterdir()) / 2**20
     target = root / "clone.git"
 
-    with Sshd() as sshd:
+    with Sshd() as sshd, RedisServer() as redis_server:
         openssh_env = {
             **os.environ,
             "GIT_SSH_COMMAND": ssh_command(sshd.client_key, sshd.known_hosts),
         }
         openssh_url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{repo}"
 
-        local = Platform(root / "local")
+        local = Platform(root / "local", redis_server.url)
         (local.data / "repos").mkdir(parents=True, exist_ok=True)
-        shutil.copytree(repo, local.data / "repos" / "big.git")
+        shutil.copytree(repo, local.repository(local.uid))
         remote_data = root / "repo-host"
-        (remote_data / "repos").mkdir(parents=True)
-        shutil.copytree(repo, remote_data / "repos" / "big.git")
         two_hops = Platform(
-            root / "two-hops", f"{sshd.user}@127.0.0.1:{sshd.port}", sshd, remote_data
+            root / "two-hops",
+            redis_server.url,
+            f"{sshd.user}@127.0.0.1:{sshd.port}",
+            sshd,
+            remote_data,
         )
+        (remote_data / "repos").mkdir(parents=True)
+        shutil.copytree(repo, remote_data / "repos" / f"{two_hops.uid}.git")
         try:
             print(
                 f"{pack_mb:.0f} MB pack; median of {options.runs} clones; {os.cpu_count()} "
@@ -252,6 +292,19 @@ def main() -> None:
                 f"OpenSSH, {gateway / file_time:.2f}x file://"
             )
             print(f"  gateway, SSH upstream (2 hops) {hops:6.2f} s   {hops / openssh:.2f}x OpenSSH")
+
+            fresh = push_and_housekeep(local, root / "source" / "work")
+            fresh_openssh_url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{fresh}"
+            clone(openssh_env, fresh_openssh_url, target)()  # its pages in the cache too
+            fresh_gateway = timed(clone(local.env, local.fresh_url, target), options.runs)
+            fresh_openssh = timed(clone(openssh_env, fresh_openssh_url, target), options.runs)
+            print("\n== Clone of a freshly pushed app (after housekeeping)")
+            print(
+                f"  gateway                        {fresh_gateway:6.2f} s   "
+                f"{fresh_gateway / file_time:.2f}x file:// of the repacked copy (goal <= 1.3), "
+                f"{fresh_gateway / fresh_openssh:.2f}x OpenSSH serving it (goal <= 0.95)"
+            )
+            print(f"  OpenSSH sshd, same repository  {fresh_openssh:6.2f} s")
 
             def ls_remote(env: dict[str, str], url: str) -> Callable[[], None]:
                 def ten() -> None:

@@ -19,15 +19,17 @@ import uvicorn
 from pydantic import SecretStr
 
 from slipway.api.app import create_app
+from slipway.api.run import uvicorn_config
 from slipway.config import Settings
+from slipway.embedded.supervisor import free_port
+from slipway.graceful import listen
 from slipway.store import accounts
 from slipway.store.db import Database
 from slipway.store.migrate import migrate
 from slipway.store.models import Base
-from slipway.supervisor import free_port
 
 SLIPWAY = Path(sys.executable).parent / "slipway"
-INTERNAL_SECRET = "test-internal-secret"
+INTERNAL_SECRET = "test-internal-secret-0123456789abcdefghijklmnopqrstuv"  # >= 32 bytes
 
 
 def empty_database(database: Database) -> None:
@@ -58,7 +60,14 @@ class ApiServer:
 
 
 @contextmanager
-def serve_api(database_url: str, data_dir: Path, repo_host: str = "local") -> Iterator[ApiServer]:
+def serve_api(
+    database_url: str,
+    data_dir: Path,
+    repo_host: str = "local",
+    api_docs: bool = False,
+    redis_url: str | None = None,
+) -> Iterator[ApiServer]:
+    """The API in a thread, on uvicorn configured as in production (api.run.uvicorn_config)."""
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -66,19 +75,15 @@ def serve_api(database_url: str, data_dir: Path, repo_host: str = "local") -> It
         public_host="slipway.test",
         internal_secret=SecretStr(INTERNAL_SECRET),
         repo_host=repo_host,
+        api_docs=api_docs,
+        redis_url=redis_url,
     )
     database = Database(database_url)
     migrate(database.engine)
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, database),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = listen("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings, database)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
@@ -90,6 +95,7 @@ def serve_api(database_url: str, data_dir: Path, repo_host: str = "local") -> It
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
         database.dispose()
 
 

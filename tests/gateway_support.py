@@ -15,12 +15,12 @@ from typing import Any
 
 import asyncssh
 
+from slipway.embedded.supervisor import free_port
 from slipway.gateway.commands import GitCommand
 from slipway.gateway.server import Gateway, GatewayConfig
 from slipway.gateway.upstreams import Exit
 from slipway.graceful import listen
 from slipway.store import accounts, apps
-from slipway.supervisor import free_port
 from tests.control_support import INTERNAL_SECRET, ApiServer
 from tests.keys import generate
 from tests.services import strict_ssh
@@ -42,11 +42,20 @@ def add_user(api: ApiServer, name: str, kind: str = "ed25519") -> User:
     return User(name, key, token)
 
 
-def add_app(api: ApiServer, owner: str, name: str, *collaborators: str) -> None:
+def add_app(api: ApiServer, owner: str, name: str, *collaborators: str) -> str:
+    """Create the app; returns its uid (which names its repository)."""
     with api.database.session() as session:
         app = apps.create_app(session, accounts.user_named(session, owner), name)
         for collaborator in collaborators:
             apps.add_collaborator(session, app, collaborator)
+        return app.uid
+
+
+def with_database(api: ApiServer, owner: str, app: str, address: tuple[str, int]) -> None:
+    """Record a database for the app, where tunnels to it lead."""
+    with api.database.session() as session:
+        found = apps.app_for(session, accounts.user_named(session, owner), app, apps.Action.READ)
+        apps.add_database(session, found, "postgresql", *address)
 
 
 @dataclass
@@ -113,6 +122,9 @@ class RunningGateway:
     def repos(self) -> Path:
         return self.data_dir / "repos"
 
+    def repository(self, uid: str) -> Path:
+        return self.repos / f"{uid}.git"
+
     def call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
 
@@ -172,7 +184,7 @@ class RecordingUpstream:
     exit_status: int = 0
     silent_for: float = 0.0  # seconds to wait, silent, before answering
 
-    async def start(self, command: GitCommand, git_protocol: str | None) -> Any:
+    async def start(self, command: GitCommand, repository: str, git_protocol: str | None) -> Any:
         record = Recorded(command, git_protocol)
         self.seen.append(record)
         return _Echo(self, record)

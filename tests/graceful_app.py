@@ -15,7 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
-from slipway.graceful import accept_connections, listen
+from slipway.graceful import accept_connections, listen, stop_accepting
 from slipway.graceful.lifecycle import Lifecycle
 
 
@@ -57,8 +57,7 @@ async def main(behaviour: str) -> None:
 
     accepting = asyncio.create_task(accept_connections(listener, start))
     await lifecycle.stopping.wait()
-    accepting.cancel()
-    listener.close()  # accept no more: the successor has the socket
+    await stop_accepting([accepting], [listener])  # accept no more: the successor has it
     if connections:
         await asyncio.wait(connections)
 

@@ -1,5 +1,5 @@
-"""SSH public keys for tests, generated once per run with ssh-keygen (and cryptography for
-the DSA key that current OpenSSH no longer generates)."""
+"""SSH keys for tests, generated with ssh-keygen (and cryptography for the DSA key that current
+OpenSSH no longer generates), and the signatures that prove their possession."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
 
@@ -40,3 +41,24 @@ def dsa_public() -> str:
     return key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode()
+
+
+def sign(
+    private: Path, message: str, namespace: str = "slipway-key", options: tuple[str, ...] = ()
+) -> str:
+    """What `ssh-keygen -Y sign` prints for this message (options: e.g. -O hashalg=sha256)."""
+    argv = ["ssh-keygen", "-Y", "sign", "-f", str(private), "-n", namespace, *options]
+    return subprocess.run(
+        argv, input=message.encode(), capture_output=True, check=True
+    ).stdout.decode()
+
+
+def proven_key(api: httpx.Client, private: Path, name: str | None = None) -> dict[str, str | None]:
+    """A POST /v1/keys body with its proof of possession: a new challenge, signed with the key."""
+    challenge = api.post("/v1/keys/challenge").raise_for_status().json()["challenge"]
+    return {
+        "public_key": Path(f"{private}.pub").read_text(),
+        "name": name,
+        "challenge": challenge,
+        "signature": sign(private, challenge),
+    }

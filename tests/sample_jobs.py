@@ -12,7 +12,7 @@ import signal
 import time
 from typing import Any
 
-from slipway import jobs
+import slipway.jobs as jobs
 from slipway.jobs.registry import default_client
 
 exhausted: list[tuple[str, str]] = []

@@ -24,8 +24,8 @@ from typing import Any, Self
 
 import redis
 
-from slipway.redis_server import answers_ping, redis_argv
-from slipway.supervisor import free_port, port_open
+from slipway.embedded.redis_server import answers_ping, redis_argv
+from slipway.embedded.supervisor import free_port, port_open
 
 START_ATTEMPTS = 5
 
@@ -365,3 +365,19 @@ def redis_cli(url: str, *args: str) -> str:
 
 def job_json(job: dict[str, object]) -> str:
     return json.dumps(job, separators=(",", ":"))
+
+
+class UnixRedisServer(RedisServer):
+    """redis-server on a unix socket only, as `slipwayd up` runs it (``unix://`` URLs)."""
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        argv = redis_argv(self.dir, persist=self.persist)  # no port: DIR/redis.sock only
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.dir / 'redis.sock'}"
+
+    def start(self) -> None:
+        self.process = self._launch()
+        wait_until(lambda: answers_ping(self.url), 10, "redis-server", self.process)

@@ -6,15 +6,23 @@ only the flags the user gave, so flags win over the environment, which wins over
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import secrets
 import socket
-import time
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from slipway.builder.repositories import MB, RepoHost
+
+# The shortest internal secret accepted: shorter ones (an empty variable, a truncated file)
+# would let anyone guess their way into /internal.
+MIN_SECRET_BYTES = 32
 
 
 def _default_data_dir() -> Path:
@@ -45,6 +53,35 @@ class Settings(BaseSettings):
     # default) or a repo host the gateways reach over SSH, as user@host:port.
     repo_host: str = "local"
 
+    # The API's HTTP server (see slipway.api.http_limits): seconds a connection gets to send
+    # its request line and headers (from connecting, or from a kept-alive request's first
+    # byte), seconds an idle kept-alive connection stays open, and open connections beyond
+    # which new ones are answered 503.
+    api_header_timeout: float = Field(default=10.0, gt=0)
+    api_keep_alive_timeout: int = Field(default=5, ge=1)
+    api_max_connections: int = Field(default=1000, ge=1)
+    # Addresses or networks of the reverse proxies whose X-Forwarded-For/-Proto the API
+    # believes (comma-separated); empty: the peer's address is the client's.
+    api_trusted_proxies: Annotated[list[str], NoDecode] = []
+    # Serve the OpenAPI schema, /docs and /redoc (they map the whole API for an attacker).
+    api_docs: bool = False
+
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        """A comma-separated variable; each an IP address or network, refused if not, as
+        uvicorn would otherwise take a typo for a host name that never matches."""
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    # Limits of the repositories on a repo host (the embedded one is the gateway's own host).
+    repo_quota_mb: int = Field(default=RepoHost.quota // MB, ge=1)  # size on disk
+    max_push_mb: int = Field(default=RepoHost.max_push // MB, ge=1)  # one push's pack
+    git_memory_mb: int = Field(default=RepoHost.git_memory // MB, ge=64)  # each git's heap
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
@@ -59,28 +96,53 @@ class Settings(BaseSettings):
     def repositories_dir(self) -> Path:
         return self.data_dir / "repos"
 
+    @property
+    def local_repositories(self) -> RepoHost:
+        """This host's repositories, when it holds them (the embedded default)."""
+        return RepoHost(
+            data_dir=str(self.data_dir.resolve()),
+            quota=self.repo_quota_mb * MB,
+            max_push=self.max_push_mb * MB,
+            git_memory=self.git_memory_mb * MB,
+            redis_url=self.redis_url,
+        )
+
     def effective_internal_secret(self) -> str:
-        """The configured secret, else the one in the data dir, created (mode 0600) if needed."""
+        """The configured secret, else the one in the data dir, created (mode 0600) if needed.
+
+        Refused under MIN_SECRET_BYTES: an empty or truncated secret must not open /internal.
+        The file appears whole or not at all (written aside, then hard-linked into place,
+        which fails if it exists), so processes starting together all read the same one.
+        """
         if self.internal_secret is not None:
-            return self.internal_secret.get_secret_value()
-        path = self.data_dir / "internal_secret"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            pass
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(32)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process is creating it: use theirs once written
-            for _ in range(100):
-                if secret := path.read_text().strip():
-                    return secret
-                time.sleep(0.01)
-            raise RuntimeError(f"{path} stays empty; remove it and start again") from None
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secret + "\n")
+            secret = self.internal_secret.get_secret_value()
+            origin = "SLIPWAY_INTERNAL_SECRET"
+        else:
+            path = self.data_dir / "internal_secret"
+            if not path.exists():
+                self._create_secret_file(path)
+            secret = path.read_text().strip()
+            origin = str(path)
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"{origin} holds {len(secret.encode())} bytes; the internal secret needs at "
+                f"least {MIN_SECRET_BYTES} (unset the variable or delete the file to have one "
+                "generated, or make one with `openssl rand -base64 32`)"
+            )
         return secret
+
+    def _create_secret_file(self, path: Path) -> None:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=self.data_dir, prefix=".internal_secret.")
+        try:
+            with os.fdopen(descriptor, "w") as file:  # mkstemp made it 0600
+                file.write(secrets.token_urlsafe(32) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won: theirs is whole
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slipway.supervisor import free_port
+from slipway.embedded.supervisor import free_port
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")

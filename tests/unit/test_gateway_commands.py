@@ -31,7 +31,8 @@ from slipway.store.names import APP_NAME
 def test_allowed_forms(command: str, expected: tuple[str, str]) -> None:
     parsed = parse_command(command)
     assert (parsed.verb, parsed.app) == expected
-    assert parsed.argv() == list(expected)
+    uid = "0123456789abcdef" * 2
+    assert parsed.argv(uid) == [expected[0], uid, expected[1]]
 
 
 @settings(max_examples=3000)

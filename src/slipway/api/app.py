@@ -20,6 +20,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         version=__version__,
         description="The control plane of Slipway, a git-push PaaS. Public endpoints take an "
         "API token (`Authorization: Bearer slp_...`); `/internal` takes the shared secret.",
+        openapi_url="/openapi.json" if settings.api_docs else None,  # also /docs and /redoc
     )
     app.state.settings = settings
     app.state.database = database

@@ -75,10 +75,12 @@ def caller(
 CurrentCaller = Annotated[Caller, Depends(caller)]
 
 
-def edge_service(
+async def edge_service(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
+    """The caller holds the shared secret. An empty one is refused outright, whatever the
+    configured secret is (compare_digest finds two empty strings equal)."""
     expected: str = request.app.state.internal_secret
     given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise unauthorized("the internal API needs the shared secret")

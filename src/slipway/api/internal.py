@@ -5,6 +5,7 @@ They hold no user data: every push, fetch and tunnel is decided here.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from slipway.api.auth import Db, edge_service
 from slipway.api.errors import ApiError
 from slipway.api.schemas import (
+    AccessChangeOut,
+    AccessChangesOut,
     AuthorizeIn,
     AuthorizeOut,
     Destination,
@@ -20,8 +23,14 @@ from slipway.api.schemas import (
 )
 from slipway.store import accounts, apps
 from slipway.store.apps import Action
+from slipway.store.changes import changes_since
+from slipway.store.models import utcnow
 
 router = APIRouter(prefix="/internal", dependencies=[Depends(edge_service)], tags=["internal"])
+
+# How far back each read of the changes looks: covers transactions that commit out of order
+# and clocks a little apart between API hosts.
+CHANGES_WINDOW = timedelta(seconds=10)
 
 
 @router.get("/keys")
@@ -40,16 +49,39 @@ async def authorize(request: Request, db: Db, body: AuthorizeIn) -> AuthorizeOut
     missing or forbidden; when allowed, where its repository lives."""
     action = Action(body.action)
     with db.connect() as connection:
-        allowed = apps.may(connection, body.user, body.app, action)
+        uid = apps.uid_if_allowed(connection, body.user, body.app, action)
         database = (
-            apps.database_of(connection, body.app) if allowed and action is Action.TUNNEL else None
+            apps.database_of(connection, body.app) if uid and action is Action.TUNNEL else None
         )
-    if not allowed:
+    if uid is None:
         return AuthorizeOut(allowed=False)
-    settings = request.app.state.settings
-    path = settings.repositories_dir / f"{body.app}.git"
     return AuthorizeOut(
         allowed=True,
-        repository=Repository(host=settings.repo_host, path=str(path)),
+        repository=Repository(host=request.app.state.settings.repo_host, id=uid),
         database=Destination(host=database[0], port=database[1]) if database else None,
     )
+
+
+@router.get("/changes")
+def access_changes(db: Db, since: datetime | None = None) -> AccessChangesOut:
+    """Keys, collaborators and apps removed (and keys added) since ``since``, a little
+    before it, so readers must skip the ids they have seen. Without ``since``: none, and
+    the time to ask from."""
+    now = utcnow()
+    if since is None:
+        return AccessChangesOut(now=now, changes=[])
+    with db.session() as session:
+        found = changes_since(session, since - CHANGES_WINDOW)
+        return AccessChangesOut(
+            now=now,
+            changes=[
+                AccessChangeOut(
+                    id=c.id,
+                    kind=c.kind,
+                    user=c.user_name,
+                    fingerprint=c.fingerprint,
+                    app=c.app_name,
+                )
+                for c in found
+            ],
+        )

@@ -1,13 +1,15 @@
 """Prometheus metrics for the API: requests by route template, status and duration.
 
-A pure ASGI wrapper: Starlette's BaseHTTPMiddleware costs a task per request.
+A pure ASGI wrapper: Starlette's BaseHTTPMiddleware costs a task per request. /metrics takes
+the internal secret as a bearer token (Prometheus' `authorization` setting): it shows what
+the API serves and how busy it is.
 """
 
 from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,6 +18,8 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipway.api.auth import edge_service
 
 
 class RequestMetrics:
@@ -69,6 +73,6 @@ def install(app: FastAPI) -> None:
     metrics = RequestMetrics()
     app.add_middleware(MeasureRequests, metrics=metrics)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(edge_service)])
     async def serve_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,11 +3,13 @@ environment variables."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from slipway.api import keychallenge, repositories
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.schemas import (
     AppIn,
@@ -16,6 +18,7 @@ from slipway.api.schemas import (
     CollaboratorOut,
     EnvChange,
     EnvOut,
+    KeyChallengeOut,
     KeyIn,
     KeyOut,
     NewTokenOut,
@@ -28,6 +31,8 @@ from slipway.api.schemas import (
 from slipway.store import accounts, apps
 from slipway.store.apps import Action
 from slipway.store.models import ApiToken, App, User
+from slipway.store.sshkeys import parse_public_key
+from slipway.store.sshsig import verify_signature
 
 router = APIRouter(prefix="/v1")
 
@@ -113,8 +118,23 @@ def list_keys(
         )
 
 
+@router.post("/keys/challenge", tags=["account"])
+def key_challenge(request: Request, caller: CurrentCaller) -> KeyChallengeOut:
+    """Something to sign with the key you are about to add (see POST /v1/keys)."""
+    challenge, expires = keychallenge.issue(request.app.state.internal_secret, caller.id)
+    return KeyChallengeOut(
+        challenge=challenge,
+        namespace=keychallenge.NAMESPACE,
+        expires_at=datetime.fromtimestamp(expires, UTC),
+    )
+
+
 @router.post("/keys", status_code=201, tags=["account"])
-def add_key(db: Db, caller: CurrentCaller, body: KeyIn) -> KeyOut:
+def add_key(request: Request, db: Db, caller: CurrentCaller, body: KeyIn) -> KeyOut:
+    """Add a key you prove you hold, by signing a challenge with it: no one can add yours."""
+    keychallenge.check(request.app.state.internal_secret, caller.id, body.challenge)
+    key_text = parse_public_key(body.public_key).public_key
+    verify_signature(body.signature, body.challenge.encode(), keychallenge.NAMESPACE, key_text)
     with db.session() as session:
         key = accounts.add_key(session, caller.user(session), body.public_key, body.name)
         return KeyOut.model_validate(key, from_attributes=True)
@@ -161,9 +181,12 @@ def get_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> AppOut
 
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])
-def destroy_app(db: Db, caller: CurrentCaller, app: str) -> Response:
+def destroy_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> Response:
+    """Destroy the app; its repository is deleted by its repo host right after."""
     with db.session() as session:
-        apps.destroy_app(session, apps.app_for(session, caller.user(session), app, Action.ADMIN))
+        found = apps.app_for(session, caller.user(session), app, Action.ADMIN)
+        uid = apps.destroy_app(session, found)
+    repositories.delete_repository(request.app, uid)
     return Response(status_code=204)
 
 

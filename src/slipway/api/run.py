@@ -8,8 +8,10 @@ import signal
 import socket
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from slipway.api.app import create_app
+from slipway.api.http_limits import HttpLimits, limited_protocol
 from slipway.config import Settings
 from slipway.graceful import listen
 from slipway.graceful.lifecycle import Lifecycle
@@ -39,16 +41,34 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-async def serve_api(settings: Settings, database: Database) -> None:
-    lifecycle = Lifecycle("api", pid_file=settings.data_dir / "api.pid")
-    sock = lifecycle.listener("http", lambda: listen(settings.host, settings.http_port))
-    config = uvicorn.Config(
-        create_app(settings, database),
+def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """uvicorn as the API runs it (tests too): httptools with head limits and deadlines
+    (api.http_limits), no WebSocket (the API has none), and forwarded addresses believed only
+    from the configured proxies."""
+    limits = HttpLimits(
+        header_timeout=settings.api_header_timeout, max_connections=settings.api_max_connections
+    )
+    return uvicorn.Config(
+        app,
+        http=limited_protocol(limits),
+        ws="none",
+        timeout_keep_alive=settings.api_keep_alive_timeout,
+        proxy_headers=bool(settings.api_trusted_proxies),
+        forwarded_allow_ips=settings.api_trusted_proxies,
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
     )
-    server = DrainingServer(config)
+
+
+async def serve_api(settings: Settings, database: Database) -> None:
+    try:
+        app = create_app(settings, database)
+    except ValueError as error:  # a setting it cannot start with, such as a short secret
+        raise SystemExit(f"slipwayd api: {error}") from None
+    lifecycle = Lifecycle("api", pid_file=settings.data_dir / "api.pid")
+    sock = lifecycle.listener("http", lambda: listen(settings.host, settings.http_port))
+    server = DrainingServer(uvicorn_config(settings, app))
     loop = asyncio.get_running_loop()
     # uvicorn handles TERM and INT itself (it stops accepting and lets requests finish), then
     # raises them again once done: these handlers take that second delivery quietly.
@@ -68,3 +88,4 @@ async def serve_api(settings: Settings, database: Database) -> None:
         server.should_exit = True  # a successor serves: finish our requests and go
     handed_over.cancel()
     await serving
+    lifecycle.exited()

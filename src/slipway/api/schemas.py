@@ -41,10 +41,22 @@ class NewTokenOut(TokenOut):
     token: str = Field(description="Shown once: only a hash is kept.")
 
 
+class KeyChallengeOut(BaseModel):
+    challenge: str = Field(description="The exact text to sign; it names you.")
+    namespace: str = Field(description="For `ssh-keygen -Y sign -n NAMESPACE`.")
+    expires_at: datetime
+
+
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     public_key: str = Field(max_length=16 * 1024, description="One OpenSSH public key line.")
     name: str | None = Field(None, max_length=100)
+    challenge: str = Field(max_length=200, description="From POST /v1/keys/challenge.")
+    signature: str = Field(
+        max_length=16 * 1024,
+        description="Proof that you hold the key: what `ssh-keygen -Y sign -f KEY "
+        "-n slipway-key` prints for the challenge's exact bytes.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -106,7 +118,7 @@ class AuthorizeIn(BaseModel):
 
 class Repository(BaseModel):
     host: str = Field(description="Where the repository lives: `local`, or a repo host.")
-    path: str
+    id: str = Field(description="The app's uid, which names its repository on that host.")
 
 
 class Destination(BaseModel):
@@ -119,3 +131,16 @@ class AuthorizeOut(BaseModel):
     repository: Repository | None = None
     # For `tunnel`: the app's database, the only place a tunnel leads.
     database: Destination | None = None
+
+
+class AccessChangeOut(BaseModel):
+    id: int
+    kind: str = Field(description="key, collaborator or app")
+    user: str | None
+    fingerprint: str | None
+    app: str | None
+
+
+class AccessChangesOut(BaseModel):
+    now: datetime = Field(description="Ask again with `since` set to this.")
+    changes: list[AccessChangeOut]

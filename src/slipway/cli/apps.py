@@ -17,6 +17,8 @@ from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, JsonOption, RemoteOption
 from slipway.cli.output import console, show
+from slipway.store.errors import Invalid
+from slipway.store.names import check_app_name
 
 APP_COLUMNS = ["name", "owner", "role", "git_remote", "created_at"]
 
@@ -29,6 +31,18 @@ def app_path(app: str) -> str:
     return f"/v1/apps/{quote(app, safe='')}"
 
 
+def refuse_capitals(name: str) -> None:
+    """The API's message lists every rule; a name with capitals, the usual slip, gets a
+    pointed one (and the lowercased name when that one would do)."""
+    if name == name.lower():
+        return
+    try:
+        hint = f": try {check_app_name(name.lower())!r}"
+    except Invalid:
+        hint = ""
+    raise CliError(f"invalid app name {name!r}: app names are lowercase{hint}")
+
+
 @apps.command("create")
 def apps_create(
     name: Annotated[str, typer.Argument(help="3-48 lowercase letters, digits and dashes.")],
@@ -38,6 +52,7 @@ def apps_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create an app; inside a git repository, also add its git remote."""
+    refuse_capitals(name)
     app = Api.logged_in().call("POST", "/v1/apps", json={"name": name})
     if as_json:
         show(app, True)
@@ -77,22 +92,46 @@ def apps_info(
     show(Api.logged_in().call("GET", app_path(detect_app(app, remote))), as_json, APP_COLUMNS)
 
 
+def remotes_pointing_to(url: str) -> list[str]:
+    """The enclosing repository's git remotes whose URL is exactly ``url``."""
+    listed = git("config", "--local", "--get-regexp", r"^remote\..*\.url$") or ""
+    found = []
+    for line in listed.splitlines():
+        key, _, value = line.partition(" ")
+        if value == url:
+            found.append(key.removeprefix("remote.").removesuffix(".url"))
+    return found
+
+
 @apps.command("destroy")
 def apps_destroy(
     app: AppOption = None,
     remote: RemoteOption = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask; also remove the git remotes that point to the app."
+        ),
+    ] = False,
 ) -> None:
-    """Destroy an app and everything it holds. Asks you to type its name, unless --yes."""
+    """Destroy an app and everything it holds. Asks you to type its name, unless --yes; then
+    offers to remove the git remotes of the enclosing repository that point to it."""
     name = detect_app(app, remote)
+    api = Api.logged_in()
+    git_remote = api.call("GET", app_path(name))["git_remote"]
     if not yes:
         if not sys.stdin.isatty():
             raise CliError(f"destroying {name!r} cannot be undone: add --yes to confirm")
         typed = typer.prompt(f"Destroying {name!r} cannot be undone. Type its name to confirm")
         if typed.strip() != name:
             raise CliError("the name does not match; nothing was destroyed")
-    Api.logged_in().call("DELETE", app_path(name))
+    api.call("DELETE", app_path(name))
     console.print(f"Destroyed app {name}")
+    for stale in remotes_pointing_to(git_remote):
+        if yes or typer.confirm(f"Remove the git remote {stale!r} ({git_remote})?", default=True):
+            if git("remote", "remove", stale) is None:
+                raise CliError(f"could not remove the git remote {stale!r}")
+            console.print(f"Removed git remote {stale!r} ({git_remote})")
 
 
 @collaborators.command("list")
@@ -128,6 +167,10 @@ def collaborators_remove(
     console.print(f"{user} no longer has access to {name}")
 
 
+# Control characters (C0, DEL, C1) as Python escapes: \x1b, \n, \x9b...
+CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
 @env.command("list")
 def env_list(
     app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption = False
@@ -139,8 +182,12 @@ def env_list(
     elif not variables:
         console.print("no variables yet: slipway env set NAME=VALUE")
     else:
+        # Any collaborator sets values: on a terminal, escape sequences in them must show, not
+        # act (move the cursor, rewrite lines, set the title); piped output stays exact.
+        escape = sys.stdout.isatty()
         for name, value in variables.items():
-            print(f"{name}={value}")
+            line = f"{name}={value}"
+            print(line.translate(CONTROL_ESCAPES) if escape else line)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str | None]:
@@ -194,7 +241,14 @@ def env_unset(
     app: AppOption = None,
     remote: RemoteOption = None,
 ) -> None:
-    """Remove variables."""
+    """Remove variables. All or nothing: if the app lacks one of them, nothing is removed."""
     name = detect_app(app, remote)
-    Api.logged_in().call("PATCH", app_path(name) + "/env", json={"env": dict.fromkeys(names)})
+    api = Api.logged_in()
+    # The API ignores names it does not have: a typo would pass unnoticed.
+    current = api.call("GET", app_path(name) + "/env")["env"]
+    missing = [variable for variable in dict.fromkeys(names) if variable not in current]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise CliError(f"{name} has no variable{plural} {', '.join(missing)}; nothing was unset")
+    api.call("PATCH", app_path(name) + "/env", json={"env": dict.fromkeys(names)})
     console.print(f"Unset {', '.join(names)} on {name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -12,6 +13,7 @@ from typer.completion import (  # type: ignore[attr-defined]  # re-exported ther
     get_completion_script,
 )
 
+from slipway.cli.config import write_private
 from slipway.cli.errors import CliError
 
 CACHE_TTL = 30.0  # seconds an app list stays fresh
@@ -23,12 +25,12 @@ def cache_path() -> Path:
 
 
 def remember_apps(api_url: str, names: list[str]) -> None:
-    path = cache_path()
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(json.dumps({"api_url": api_url, "at": time.time(), "apps": names}))
-    except OSError:
-        pass  # a cache: never worth an error
+    """Private like the login (app names are not for other users), and replaced atomically so
+    that a completion running meanwhile never reads half a file."""
+    with contextlib.suppress(OSError):  # a cache: never worth an error
+        write_private(
+            cache_path(), json.dumps({"api_url": api_url, "at": time.time(), "apps": names})
+        )
 
 
 def app_names(incomplete: str) -> list[str]:

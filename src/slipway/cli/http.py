@@ -13,6 +13,14 @@ from slipway.cli.errors import CliError
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
+class ApiError(CliError):
+    """What the API refused, with its HTTP status for the callers that act on it."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Api:
     def __init__(self, api_url: str, token: str | None) -> None:
         self.api_url = api_url.rstrip("/")
@@ -48,7 +56,7 @@ class Api:
         message = message or f"HTTP {response.status_code} from {self.api_url}{path}"
         if response.status_code == 401:
             message += " (slipway login)" if "slipway login" not in message else ""
-        raise CliError(message)
+        raise ApiError(message, response.status_code)
 
     def pages(self, path: str) -> list[Any]:
         """Every item of a paginated listing."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from slipway import __version__
 from slipway.cli import account
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
@@ -26,9 +27,26 @@ _debug = False
 setup_completion()
 
 
+def show_version(value: bool) -> None:
+    if value:
+        print(f"slipway {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show tracebacks on errors (also accepted after the command)."
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=show_version
+        ),
+    ] = False,
 ) -> None:
     global _debug
     _debug = debug
@@ -38,6 +56,7 @@ app.command()(account.login)
 app.command()(account.logout)
 app.command()(account.whoami)
 app.add_typer(account.keys, name="keys")
+app.add_typer(account.tokens, name="tokens")
 app.add_typer(apps, name="apps")
 app.add_typer(collaborators, name="collaborators")
 app.add_typer(env, name="env")
@@ -63,6 +82,15 @@ for command, help_text in NOT_BUILT.items():
     add_unbuilt(app, command, help_text)
 
 
+def debug_first(args: list[str]) -> list[str]:
+    """Click takes a group's options only before the subcommand; people add --debug at the
+    end, after a failure. Every --debug before a ``--`` moves to the front (after ``--`` it
+    is an argument, and ``--opt=--debug`` passes the text itself to an option)."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [arg for arg in args[:end] if arg != "--debug"]
+    return (["--debug"] if len(kept) < end else []) + kept + args[end:]
+
+
 def main() -> None:
     """The console script: errors are one line on stderr, with a traceback only on --debug.
 
@@ -70,7 +98,7 @@ def main() -> None:
     come out of it and are reported here.
     """
     try:
-        app()
+        app(args=debug_first(sys.argv[1:]))
     except CliError as error:
         if _debug:
             raise

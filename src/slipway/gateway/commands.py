@@ -37,9 +37,10 @@ class GitCommand:
     def action(self) -> str:
         return VERBS[self.verb]
 
-    def argv(self) -> list[str]:
-        """The canonical form: what an upstream's git-shell receives."""
-        return [self.verb, self.app]
+    def argv(self, repository: str) -> list[str]:
+        """The canonical form: what an upstream's git-shell receives (the repository is the
+        app's uid, from the API)."""
+        return [self.verb, repository, self.app]
 
 
 def parse_command(command: str | None) -> GitCommand:

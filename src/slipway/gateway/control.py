@@ -1,8 +1,8 @@
 """The gateway's questions to the control plane's internal API, over HTTP.
 
-The gateway holds no user data. Key lookups are cached briefly (they are asked on every
-connection, and a key changes owner rarely); authorisations never are, so that removing a
-collaborator takes effect at once.
+The gateway holds no user data. Key lookups are cached (they are asked on every
+connection) and forgotten as soon as the API reports a change to the key
+(gateway.revocation); authorisations never are.
 """
 
 from __future__ import annotations
@@ -29,10 +29,20 @@ class KeyOwner:
 
 
 @dataclass(frozen=True)
+class AccessChange:
+    id: int
+    kind: str  # "key", "collaborator" or "app"
+    user: str | None = None
+    fingerprint: str | None = None
+    app: str | None = None
+
+
+@dataclass(frozen=True)
 class Grant:
     """An allowed action, and where to serve it."""
 
     repository_host: str | None = None  # "local" or a repo host
+    repository_id: str | None = None  # the app's uid, which names its repository
     database: tuple[str, int] | None = None  # for tunnels: where the app's database is
 
 
@@ -61,6 +71,24 @@ class ControlPlane:
         self._keys[fingerprint] = (now + ttl, owner)
         return owner
 
+    def forget_keys(self, fingerprints: set[str | None] | None) -> None:
+        """Drop cached key owners: these (None: all)."""
+        if fingerprints is None:
+            self._keys.clear()
+        for fingerprint in fingerprints or ():
+            self._keys.pop(fingerprint or "", None)
+
+    async def access_changes(self, since: str | None) -> tuple[str, list[AccessChange]]:
+        """The changes since ``since`` (and a little before), and what to ask from next."""
+        answer = await self._call(
+            "GET", "/internal/changes", params={"since": since} if since else None
+        )
+        try:
+            changes = [AccessChange(**change) for change in (answer or {})["changes"]]
+            return str((answer or {})["now"]), changes
+        except (KeyError, TypeError) as error:
+            raise ControlPlaneError(f"the API answered /internal/changes with {error!r}") from None
+
     async def authorize(self, user: str, app: str, action: str) -> Grant | None:
         """The grant, or None when denied (missing and forbidden apps look the same)."""
         answer = await self._call(
@@ -72,6 +100,7 @@ class ControlPlane:
         database = answer.get("database")
         return Grant(
             repository_host=repository.get("host"),
+            repository_id=repository.get("id"),
             database=(database["host"], int(database["port"])) if database else None,
         )
 

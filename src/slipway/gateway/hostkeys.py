@@ -1,4 +1,8 @@
-"""The gateway's host keys: ed25519 and RSA, generated on first start, mode 0600."""
+"""The gateway's host keys: ed25519 and RSA, generated on first start, mode 0600.
+
+The RSA key signs with SHA-2 only (``rsa-sha2-256/512``), never SHA-1 ``ssh-rsa``, as
+current OpenSSH servers do.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,16 @@ def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
             (directory / f"{name}.pub").write_bytes(key.export_public_key())
         keys.append(asyncssh.read_private_key(str(path)))
     return keys
+
+
+def keypairs(directory: Path) -> list[asyncssh.SSHKeyPair]:
+    """The host keys as asyncssh offers them, without SHA-1 signatures."""
+    pairs = list(asyncssh.load_keypairs(load_or_create(directory)))
+    for pair in pairs:
+        pair.host_key_algorithms = [
+            algorithm for algorithm in pair.host_key_algorithms if algorithm != b"ssh-rsa"
+        ]
+    return pairs
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -8,7 +8,7 @@ import socket
 
 from slipway.gateway.metrics import serve_metrics
 from slipway.gateway.server import Gateway, GatewayConfig
-from slipway.graceful import listen
+from slipway.graceful import listen, stop_accepting
 from slipway.graceful.lifecycle import Lifecycle
 
 log = logging.getLogger("slipway.gateway")
@@ -32,11 +32,9 @@ async def run_gateway(
     lifecycle.ready()
     log.info("SSH gateway listening on %s (API %s)", listener.getsockname(), config.api_url)
     await lifecycle.stopping.wait()
-    for task in tasks:  # accept no more; a successor, if any, holds the same sockets
-        task.cancel()
-    for sock in (listener, metrics):
-        if sock is not None:
-            sock.close()
+    # Accept no more; a successor, if any, holds the same sockets.
+    await stop_accepting(tasks, (listener, metrics))
     await gateway.drain(max_drain)
     await gateway.close()
+    lifecycle.exited()
     log.info("SSH gateway stopped")

@@ -13,18 +13,22 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
+from asyncssh.kex import get_kex_algs
 
+from slipway.builder.repositories import RepoHost
 from slipway.gateway import hostkeys
 from slipway.gateway.control import ControlPlane, ControlPlaneError
-from slipway.gateway.limits import ConnectionLimits
+from slipway.gateway.limits import ConnectionLimits, source_of
 from slipway.gateway.metrics import GatewayMetrics
 from slipway.gateway.proxy import ProxyError, read_header
-from slipway.gateway.session import GitSession, Identity
+from slipway.gateway.revocation import AccessWatcher, Identity, LiveChannel
+from slipway.gateway.session import GitSession
 from slipway.gateway.tunnels import open_tunnel
 from slipway.gateway.upstreams import FAST_CIPHERS, LocalUpstream, SshUpstream, Upstream
 from slipway.graceful import accept_connections
@@ -49,6 +53,22 @@ SIGNATURE_ALGS = [
     "rsa-sha2-256",
     "rsa-sha2-512",
 ]
+# Key exchanges as current OpenSSH offers them: nothing with SHA-1.
+KEX_ALGS = [
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+]
+MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]  # GCM needs none
+MAX_ENV_REQUESTS = 16  # per session: only GIT_PROTOCOL is ever used
+MAX_ENV_REQUEST_BYTES = 1024
 
 
 @dataclass
@@ -57,6 +77,9 @@ class GatewayConfig:
     internal_secret: str
     data_dir: Path
     login_grace: float = 30.0  # seconds to authenticate
+    handshake_timeout: float = 10.0  # seconds for the version and key exchanges
+    max_connections_per_user: int = 50  # authenticated, at once
+    changes_interval: float = 0.3  # seconds between reads of the API's access changes
     max_auth_attempts: int = 6  # keys offered per connection (OpenSSH's MaxAuthTries)
     max_sessions: int = 10  # channels open at once per connection
     keepalive_interval: float = 15.0
@@ -68,6 +91,8 @@ class GatewayConfig:
     upstream_key: Path | None = None
     upstream_known_hosts: Path | None = None
     upstream_command: str = "slipwayd git-shell"
+    # The repositories on this host (the embedded default) and their limits.
+    local_repositories: RepoHost | None = None
 
     @property
     def host_key_dir(self) -> Path:
@@ -81,30 +106,48 @@ class GatewayConnection(asyncssh.SSHServer):
         self.gateway = gateway
         self.connection: asyncssh.SSHServerConnection | None = None
         self.client = "?"
+        self.source = "?"  # what connection limits count by
         self.attempts = 0
         self.candidate: Identity | None = None
         self.identity: Identity | None = None
-        self.open_channels = 0
-        self.git_sessions: set[asyncssh.SSHServerProcess[bytes]] = set()
+        self.revoked = False
+        self.channels: set[LiveChannel] = set()
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.connection = conn
         self.gateway.live.add(self)
         _ack_at_once_until_authenticated(conn)
         peer = conn.get_extra_info("peername")
-        self.client = self.gateway.announced_clients.pop(peer, "") or _address(peer)
+        self.client, self.source = self.gateway.arrivals.pop(peer)
         self.gateway.metrics.open_connections.inc()
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self.gateway.config.handshake_timeout, self._handshake_too_slow
+        )
+
+    def _handshake_too_slow(self) -> None:
+        self.gateway.metrics.connections.labels("handshake timeout").inc()
+        if self.connection is not None:
+            self.connection.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
         self.gateway.live.discard(self)
         self.gateway.check_drained()
         self.gateway.metrics.open_connections.dec()
         if self.identity is None:
-            self.gateway.config.limits.unauthenticated -= 1
+            self.gateway.config.limits.ended(self.source)
+        else:
+            self.gateway.per_user[self.identity.user] -= 1
+            if self.gateway.per_user[self.identity.user] <= 0:
+                del self.gateway.per_user[self.identity.user]
 
     # -- authentication ------------------------------------------------------------------
 
     def begin_auth(self, username: str) -> bool:
+        if self._handshake_timer is not None:  # the key exchange is over: the grace runs on
+            self._handshake_timer.cancel()
         return True  # always required (False would mean "no authentication needed")
 
     def password_auth_supported(self) -> bool:
@@ -152,38 +195,61 @@ class GatewayConnection(asyncssh.SSHServer):
         if self.connection is not None:
             vars(self.connection).pop("data_received", None)  # back to normal ACKs
         self.identity = self.candidate
-        self.gateway.config.limits.unauthenticated -= 1
+        self.gateway.config.limits.authenticated(self.source)
+        user = self.identity.user
+        self.gateway.per_user[user] += 1
+        allowed = self.gateway.config.max_connections_per_user
+        if self.gateway.per_user[user] > allowed and self.connection is not None:
+            self.gateway.metrics.connections.labels("too many per user").inc()
+            self.connection.disconnect(
+                asyncssh.DISC_TOO_MANY_CONNECTIONS,
+                f"{user} has {allowed} connections open already; close some and try again",
+            )
 
     # -- channels ------------------------------------------------------------------------
 
-    def session_requested(self) -> asyncssh.SSHServerSession[bytes] | bool:
-        if self.identity is None or not self._take_channel():
+    def session_requested(
+        self,
+    ) -> tuple[asyncssh.SSHServerChannel[bytes], asyncssh.SSHServerSession[bytes]] | bool:
+        if self.identity is None or self.revoked or self.connection is None:
             return False
-        return GitProcess(self._serve_git)
+        if len(self.channels) >= self.gateway.config.max_sessions:
+            return False
+        channel = self.connection.create_server_channel()
+        _cap_environment(channel)
+        return channel, GitProcess(self._serve_git)
 
     async def _serve_git(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         assert self.identity is not None
-        self.git_sessions.add(process)
+        live = LiveChannel(end=lambda reason: _end_session(process, reason))
+        self.channels.add(live)
         try:
-            await self.gateway.sessions.serve(process, self.identity)
+            await self.gateway.sessions.serve(process, self.identity, live)
         finally:
-            self.git_sessions.discard(process)
-            self.open_channels -= 1
+            self.channels.discard(live)
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> bool | Awaitable[asyncssh.SSHTCPSession[bytes]]:
-        if self.identity is None or not self._take_channel():
+        if self.identity is None or self.revoked:
             return False
-        return self._tunnel(dest_host)
+        if len(self.channels) >= self.gateway.config.max_sessions:
+            return False
+        live = LiveChannel(end=lambda reason: None)  # until the tunnel is open
+        self.channels.add(live)
+        return self._tunnel(dest_host, live)
 
-    async def _tunnel(self, app: str) -> asyncssh.SSHTCPSession[bytes]:
+    async def _tunnel(self, app: str, live: LiveChannel) -> asyncssh.SSHTCPSession[bytes]:
         assert self.identity is not None
         try:
-            return await open_tunnel(self.gateway.control, self.identity.user, app)
+            tunnel = await open_tunnel(self.gateway.control, self.identity.user, app)
         except BaseException:
-            self.open_channels -= 1
+            self.channels.discard(live)
             raise
+        live.app, live.action, live.repository = tunnel.app, "tunnel", tunnel.repository
+        live.end = lambda reason: tunnel.close()
+        tunnel.on_close = lambda: self.channels.discard(live)
+        return tunnel
 
     def end(self, reason: str) -> None:
         """End this connection and tell the client why.
@@ -191,25 +257,49 @@ class GatewayConnection(asyncssh.SSHServer):
         A git session gets the words on stderr and exits with 255: ssh prints them, in order,
         before the close. An SSH disconnect alone closes the channels first, and OpenSSH may
         exit on that close without printing the reason. Tunnels, or a connection without
-        channels, get the disconnect.
+        sessions, get the disconnect.
         """
-        sessions = list(self.git_sessions)
-        for process in sessions:
-            with contextlib.suppress(OSError, asyncssh.Error):
-                process.stderr.write(f"slipway: {reason}\n".encode())
-                process.exit(255)
-        tunnels = self.open_channels - len(sessions)
+        sessions = 0
+        for channel in list(self.channels):
+            channel.end(reason)
+            sessions += channel.action != "tunnel"
+        tunnels = len(self.channels) - sessions
         if self.connection is not None and (tunnels > 0 or not sessions):
             self.connection.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
-    def _take_channel(self) -> bool:
-        if self.open_channels >= self.gateway.config.max_sessions:
-            return False
-        self.open_channels += 1
-        return True
+    def revoke(self, reason: str) -> None:
+        """This connection's key is no longer its user's: end everything, refuse more."""
+        self.revoked = True
+        self.end(reason)
+        if self.connection is not None:  # after the sessions' last words
+            asyncio.get_running_loop().call_later(
+                GOODBYE_SECONDS, self.connection.disconnect, asyncssh.DISC_BY_APPLICATION, reason
+            )
 
     # Everything else keeps asyncssh's refusal: -R forwards, unix sockets, tun/tap, x11,
     # agent forwarding (disabled in the options), and unknown global requests.
+
+
+def _end_session(process: asyncssh.SSHServerProcess[bytes], reason: str) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        process.stderr.write(f"slipway: {reason}\n".encode())
+        process.exit(255)
+
+
+def _cap_environment(channel: asyncssh.SSHServerChannel[bytes]) -> None:
+    """asyncssh keeps every env request; keep only a few small ones (GIT_PROTOCOL is all
+    we read), so that a session cannot fill the gateway's memory with them."""
+    store = channel._process_env_request
+    count = 0
+
+    def limited(packet: asyncssh.packet.SSHPacket) -> bool:
+        nonlocal count
+        count += 1
+        if count > MAX_ENV_REQUESTS or len(packet.get_remaining_payload()) > MAX_ENV_REQUEST_BYTES:
+            return False
+        return bool(store(packet))
+
+    channel._process_env_request = limited  # type: ignore[method-assign]
 
 
 class GitProcess(asyncssh.SSHServerProcess[bytes]):
@@ -256,8 +346,13 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.control = ControlPlane(config.api_url, config.internal_secret)
         self.sessions = GitSession(self.control, self.upstream_for, self.metrics)
-        self.announced_clients: dict[object, str] = {}
-        self._local = LocalUpstream(str(config.data_dir))
+        self.watcher = AccessWatcher(self.control, lambda: self.live, config.changes_interval)
+        # client "address:port" and limits source of connections accepted, not yet set up
+        self.arrivals: dict[object, tuple[str, str]] = {}
+        self.per_user: Counter[str] = Counter()  # authenticated connections
+        self._local = LocalUpstream(
+            config.local_repositories or RepoHost(str(config.data_dir.resolve()))
+        )
         self._remote: dict[str, SshUpstream] = {}
         self._proxy_networks = [ipaddress.ip_network(n, strict=False) for n in config.proxy_allowed]
         self._connections: set[asyncio.Task[None]] = set()
@@ -268,7 +363,7 @@ class Gateway:
             *(["chacha20-poly1305@openssh.com"] if config.allow_chacha20 else []),
         ]
         self.options = asyncssh.SSHServerConnectionOptions(
-            server_host_keys=hostkeys.load_or_create(config.host_key_dir),
+            server_host_keys=hostkeys.keypairs(config.host_key_dir),
             server_factory=lambda: GatewayConnection(self),
             encoding=None,
             line_editor=False,
@@ -278,7 +373,9 @@ class Gateway:
             login_timeout=config.login_grace,
             keepalive_interval=config.keepalive_interval,
             keepalive_count_max=4,
+            kex_algs=[alg for alg in KEX_ALGS if alg.encode() in get_kex_algs()],
             encryption_algs=ciphers,
+            mac_algs=MAC_ALGS,
             signature_algs=SIGNATURE_ALGS,
             compression_algs=["none"],
             kbdint_auth=False,
@@ -310,10 +407,14 @@ class Gateway:
         )
 
     async def serve(self, listener: socket.socket, ready: asyncio.Event | None = None) -> None:
-        """Accept on ``listener`` until cancelled."""
+        """Accept on ``listener`` until cancelled; follow access changes meanwhile."""
+        watching = asyncio.create_task(self.watcher.run())
         if ready:
             ready.set()
-        await accept_connections(listener, self._start)
+        try:
+            await accept_connections(listener, self._start)
+        finally:
+            watching.cancel()
 
     def _start(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         task = asyncio.get_running_loop().create_task(self._handle(sock, peer))
@@ -329,13 +430,7 @@ class Gateway:
             self._drained.set()
 
     async def _handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        refused = self.config.limits.admit(peer[0])
-        if refused:
-            self.metrics.connections.labels(refused).inc()
-            sock.close()
-            return
-        self.config.limits.unauthenticated += 1
-        counted = True
+        address, client = peer[0], _address(peer)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._from_balancer(peer[0]):
@@ -343,21 +438,28 @@ class Gateway:
                     read_header(sock), self.config.proxy_header_timeout
                 )
                 if announced:
-                    self.announced_clients[peer] = f"{announced[0]}:{announced[1]}"
-            counted = False  # from here on, GatewayConnection keeps the count
-            await asyncssh.run_server(sock, options=self.options)
-            self.metrics.connections.labels("authenticated").inc()
-        except (ProxyError, TimeoutError) as error:
+                    address, client = announced[0], f"{announced[0]}:{announced[1]}"
+        except (ProxyError, TimeoutError, OSError) as error:
             self.metrics.connections.labels("bad proxy header").inc()
             log.warning("dropping %s: %s", peer[0], error)
             sock.close()
+            return
+        source = source_of(address)
+        refused = self.config.limits.admit(source)
+        if refused:
+            self.metrics.connections.labels(refused).inc()
+            sock.close()
+            return
+        self.arrivals[peer] = (client, source)  # GatewayConnection takes it, and the count
+        try:
+            await asyncssh.run_server(sock, options=self.options)
+            self.metrics.connections.labels("authenticated").inc()
         except (OSError, asyncssh.Error) as error:
             self.metrics.connections.labels("not authenticated").inc()
-            log.debug("connection from %s ended before authentication: %s", peer[0], error)
+            log.debug("connection from %s ended before authentication: %s", client, error)
         finally:
-            if counted:
-                self.config.limits.unauthenticated -= 1
-            self.announced_clients.pop(peer, None)
+            if self.arrivals.pop(peer, None) is not None:  # never reached the SSH server
+                self.config.limits.ended(source)
 
     def _from_balancer(self, address: str) -> bool:
         if not self._proxy_networks:

@@ -15,21 +15,13 @@ import asyncssh
 from slipway.gateway.commands import Refused, git_protocol, parse_command
 from slipway.gateway.control import ControlPlane, ControlPlaneError
 from slipway.gateway.metrics import GatewayMetrics
+from slipway.gateway.revocation import Identity, LiveChannel
 from slipway.gateway.upstreams import Exit, Running, Upstream
 
 audit = logging.getLogger("slipway.gateway.audit")
 log = logging.getLogger("slipway.gateway")
 
 CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who proved they hold a key: bound when authentication completes, never before."""
-
-    user: str
-    fingerprint: str
-    client: str  # address:port, from PROXY when a listed balancer sent one
 
 
 @dataclass
@@ -60,14 +52,19 @@ class GitSession:
         self.upstream_for = upstream_for
         self.metrics = metrics
 
-    async def serve(self, process: asyncssh.SSHServerProcess[bytes], identity: Identity) -> None:
+    async def serve(
+        self, process: asyncssh.SSHServerProcess[bytes], identity: Identity, live: LiveChannel
+    ) -> None:
+        """Serve one exec; ``live`` records what it was allowed, for revocation."""
         record = Record(identity)
         try:
-            await self._serve(process, record)
+            await self._serve(process, record, live)
         finally:
             self._audit(record)
 
-    async def _serve(self, process: asyncssh.SSHServerProcess[bytes], record: Record) -> None:
+    async def _serve(
+        self, process: asyncssh.SSHServerProcess[bytes], record: Record, live: LiveChannel
+    ) -> None:
         try:
             command = parse_command(process.command)
         except Refused as refusal:
@@ -85,13 +82,14 @@ class GitSession:
                 "slipway: the platform cannot check access right now; try again in a moment",
             )
             return
-        if grant is None or grant.repository_host is None:
+        if grant is None or grant.repository_host is None or grant.repository_id is None:
             record.outcome = "denied"
             await _fail(process, denied(command.app))
             return
+        live.app, live.action, live.repository = command.app, command.action, grant.repository_id
         try:
             running = await self.upstream_for(grant.repository_host).start(
-                command, git_protocol(process.env.get("GIT_PROTOCOL"))
+                command, grant.repository_id, git_protocol(process.env.get("GIT_PROTOCOL"))
             )
         except (OSError, asyncssh.Error, ValueError) as error:
             log.error("cannot start %s on %s: %s", command.verb, grant.repository_host, error)

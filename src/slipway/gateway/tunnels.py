@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncssh
 
@@ -22,9 +23,18 @@ class TunnelSession(asyncssh.SSHTCPSession[bytes]):
     """Relays bytes between an SSH channel and a TCP connection, with backpressure both
     ways (the SSH window on one side, the socket's write buffer on the other)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        app: str,
+        repository: str | None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.app = app
+        self.repository = repository  # the app's uid when the tunnel was allowed
+        self.on_close: Callable[[], None] = lambda: None
         self.channel: asyncssh.SSHTCPChannel[bytes] | None = None
         self._can_send = asyncio.Event()
         self._can_send.set()
@@ -72,10 +82,16 @@ class TunnelSession(asyncssh.SSHTCPSession[bytes]):
             self.writer.write_eof()
         return True  # keep receiving the database's answer
 
+    def close(self) -> None:
+        """End the tunnel (access to the app was revoked)."""
+        if self.channel is not None:
+            self.channel.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.writer.close()
         if self._relay:
             self._relay.cancel()
+        self.on_close()  # the connection may open another channel in its place
 
 
 async def open_tunnel(control: ControlPlane, user: str, app: str) -> TunnelSession:
@@ -109,4 +125,4 @@ async def open_tunnel(control: ControlPlane, user: str, app: str) -> TunnelSessi
             asyncssh.OPEN_CONNECT_FAILED, f"{name}'s database does not answer"
         ) from None
     log.info("tunnel opened", extra={"user": user, "app": name})
-    return TunnelSession(reader, writer)
+    return TunnelSession(reader, writer, name, grant.repository_id)

@@ -8,6 +8,7 @@ to read from, and its exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import signal
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Protocol
 import asyncssh
 
 from slipway.builder.gitshell import ShellError, git_command
+from slipway.builder.repositories import RepoHost
 from slipway.gateway.commands import GitCommand
 
 SSH_SESSIONS_PER_CONNECTION = 10  # OpenSSH's MaxSessions
@@ -39,7 +41,9 @@ class Running(Protocol):
 
 
 class Upstream(Protocol):
-    async def start(self, command: GitCommand, git_protocol: str | None) -> Running: ...
+    async def start(
+        self, command: GitCommand, repository: str, git_protocol: str | None
+    ) -> Running: ...
     async def close(self) -> None: ...
 
 
@@ -47,8 +51,9 @@ class Upstream(Protocol):
 
 
 class LocalProcess:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, notice: str | None = None) -> None:
         self.process = process
+        self.notice = f"{notice}\n".encode() if notice else b""  # stderr's first line
         assert process.stdin is not None
         assert process.stdout is not None
         assert process.stderr is not None
@@ -66,6 +71,9 @@ class LocalProcess:
         return await self.stdout.read(size)
 
     async def read_stderr(self, size: int) -> bytes:
+        if self.notice:
+            notice, self.notice = self.notice, b""
+            return notice
         return await self.stderr.read(size)
 
     async def wait(self) -> Exit:
@@ -96,27 +104,31 @@ def _small_reads(process: asyncio.subprocess.Process) -> None:
 @dataclass
 class LocalUpstream:
     """Serves git on this host: the git-shell's checks run in-process (it is our own code),
-    then git itself starts with the git-shell's argv and clean environment."""
+    then git itself starts with the git-shell's argv, clean environment and limits."""
 
-    data_dir: str
+    host: RepoHost
 
-    async def start(self, command: GitCommand, git_protocol: str | None) -> Running:
+    async def start(
+        self, command: GitCommand, repository: str, git_protocol: str | None
+    ) -> Running:
         try:
-            argv, env = await asyncio.to_thread(
-                git_command, self.data_dir, command.verb, command.app, git_protocol
+            run = await asyncio.to_thread(
+                git_command, self.host, command.verb, repository, command.app, git_protocol
             )
         except ShellError as error:
             return Refusal(f"slipway: {error}")
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *run.argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=run.env,
             limit=1 << 20,
         )
+        with contextlib.suppress(ProcessLookupError):  # it has exited: nothing to limit
+            self.host.limit_memory(process.pid)  # before git has read a byte of the push
         _small_reads(process)
-        return LocalProcess(process)
+        return LocalProcess(process, run.notice)
 
     async def close(self) -> None:
         pass
@@ -227,9 +239,11 @@ class SshUpstream:
             self._pool.append(pooled)
             return pooled
 
-    async def start(self, command: GitCommand, git_protocol: str | None) -> Running:
+    async def start(
+        self, command: GitCommand, repository: str, git_protocol: str | None
+    ) -> Running:
         pooled = await self._connection()
-        line = " ".join([self.command_prefix, *map(shlex.quote, command.argv())])
+        line = " ".join([self.command_prefix, *map(shlex.quote, command.argv(repository))])
         env = {"GIT_PROTOCOL": git_protocol} if git_protocol else {}
         try:
             process = await pooled.connection.create_process(line, encoding=None, env=env)

@@ -9,7 +9,7 @@ systemd's socket activation (LISTEN_FDS) and readiness (NOTIFY_SOCKET) work too.
 It imports nothing else from Slipway.
 """
 
-from slipway.graceful.accept import accept_connections
+from slipway.graceful.accept import accept_connections, stop_accepting
 from slipway.graceful.handoff import (
     Successor,
     UpgradeFailed,
@@ -27,4 +27,5 @@ __all__ = [
     "listen",
     "ready",
     "spawn_successor",
+    "stop_accepting",
 ]

@@ -12,7 +12,7 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 log = logging.getLogger("slipway.graceful")
@@ -27,7 +27,8 @@ async def accept_connections(
 ) -> None:
     """Call ``on_connection(sock, peer)`` for each new connection, until cancelled.
 
-    ``on_connection`` runs in the event loop and must not block: start a task there.
+    ``on_connection`` runs in the event loop and must not block: start a task there. Stop
+    it with :func:`stop_accepting`, which closes the listener only once it is unwatched.
     """
     loop = asyncio.get_running_loop()
     listener.setblocking(False)
@@ -57,3 +58,23 @@ async def accept_connections(
         for handle in resume:
             handle.cancel()
         loop.remove_reader(fd)
+
+
+async def stop_accepting(
+    accepting: Iterable[asyncio.Task[Any]], listeners: Iterable[socket.socket | None]
+) -> None:
+    """Stop accept loops, then close their listening sockets: in that order.
+
+    A socket closed while the event loop still watches its descriptor stays in the kernel's
+    epoll set whenever another process holds the same socket (the successor, during an
+    upgrade). Its number is soon reused, for a git process's pipe say, and the listener's
+    readiness is then reported under that number: asyncio took it for the far end of git's
+    stdin closing, and closed it in the middle of a session.
+    """
+    tasks = list(accepting)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # each removes its reader
+    for listener in listeners:
+        if listener is not None:
+            listener.close()

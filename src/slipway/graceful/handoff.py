@@ -27,6 +27,7 @@ FDS_VARIABLE = "SLIPWAY_LISTEN_FDS"
 READY_VARIABLE = "SLIPWAY_READY_FD"
 SYSTEMD_FIRST_FD = 3
 READY_BYTE = b"R"
+STOP_GRACE = 10.0  # seconds a new version that failed its start gets to finish what it took
 
 
 class UpgradeFailed(Exception):
@@ -164,11 +165,9 @@ def _wait_ready(process: subprocess.Popen[bytes], read_end: int, timeout: float)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise UpgradeFailed(
-                f"the new process (pid {process.pid}) was not ready after {timeout:.0f} s"
-            )
-        readable, _, _ = select.select([read_end], [], [], min(remaining, 0.5))
+        # At the deadline, one last look that does not wait: a byte that came in meanwhile
+        # means a process that serves already, and killing it would cut what it accepted.
+        readable, _, _ = select.select([read_end], [], [], min(max(remaining, 0), 0.5))
         if readable:
             if os.read(read_end, 1) == READY_BYTE:
                 return
@@ -182,9 +181,21 @@ def _wait_ready(process: subprocess.Popen[bytes], read_end: int, timeout: float)
                 f"the new process (pid {process.pid}) exited with status "
                 f"{process.returncode} before it was ready"
             )
+        if remaining <= 0:
+            raise UpgradeFailed(
+                f"the new process (pid {process.pid}) was not ready after {timeout:.0f} s"
+            )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+    """Stop a new version that will not serve. TERM first: a server may accept a connection
+    just before it says it is ready, and stopping by TERM lets it finish that; KILL if TERM
+    is not enough."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -60,6 +60,16 @@ class Lifecycle:
     def stop(self) -> None:
         self.stopping.set()
 
+    def exited(self) -> None:
+        """We are done: remove the PID file, unless a successor has written its own."""
+        if self.pid_file is None:
+            return
+        try:
+            if int(self.pid_file.read_text().strip()) == os.getpid():
+                self.pid_file.unlink()
+        except (OSError, ValueError):
+            pass
+
     def upgrade(self) -> None:
         if self.supervised:
             log.warning("%s: upgrades come from the supervisor; send slipwayd up a HUP", self.name)

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from slipway.jobs.client import Client, redis_url_from_env
+from slipway.jobs.connection import sync_redis
 from slipway.jobs.keys import Keys
 from slipway.jobs.payload import Job, dumps, loads, now, timestamp_seconds
 from slipway.jobs.retry import stage_kill, uncompress_backtrace
@@ -26,7 +25,7 @@ class _View:
         self.namespace = namespace
         self.keys = Keys(namespace)
         # Any: redis-py's types do not follow decode_responses.
-        self.redis: Any = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        self.redis: Any = sync_redis(self.redis_url, decode_responses=True)
 
     def _client(self) -> Client:
         return Client(namespace=self.namespace, connection=self.redis)

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from slipway.jobs.connection import async_redis, sync_redis
 from slipway.jobs.keys import Keys
 from slipway.jobs.payload import Job, check_args, check_native, dumps, epoch, new_jid, now
 
@@ -120,7 +121,7 @@ class Client(_Base):
         connection: redis.Redis | None = None,
     ) -> None:
         super().__init__(namespace)
-        self.redis = connection or redis.Redis.from_url(redis_url or redis_url_from_env())
+        self.redis = connection or sync_redis(redis_url or redis_url_from_env())
 
     def _push(self, jobs: list[Job], at: float | None) -> list[str]:
         if jobs:
@@ -166,7 +167,7 @@ class AsyncClient(_Base):
         connection: redis.asyncio.Redis | None = None,
     ) -> None:
         super().__init__(namespace)
-        self.redis = connection or redis.asyncio.Redis.from_url(redis_url or redis_url_from_env())
+        self.redis = connection or async_redis(redis_url or redis_url_from_env())
 
     async def _push(self, jobs: list[Job], at: float | None) -> list[str]:
         if jobs:

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psutil
-import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from slipway.jobs import registry
+from slipway.jobs.connection import async_redis
 from slipway.jobs.fetch import BasicFetch, ReliableFetch
 from slipway.jobs.keys import Keys
 from slipway.jobs.manager import Manager
@@ -39,6 +39,11 @@ log = logging.getLogger("slipway.jobs")
 
 STATS_TTL = 5 * 365 * 24 * 60 * 60
 VERSION = "6.4.1"  # the Sidekiq wire format we speak, shown by Web UIs that read `version`
+# After the -t timeout, the time Redis gets to take unfinished jobs back and the heartbeat
+# away, then to close the connections: a Redis that does not answer cannot hold a stopping
+# worker longer. (As with Sidekiq, set -t a few seconds below the kill timeout.)
+SHUTDOWN_GRACE = 1.0
+CLOSE_TIMEOUT = 0.5
 
 
 def parse_queues(specs: list[str]) -> tuple[list[str], bool]:
@@ -89,6 +94,18 @@ class WorkerConfig:
     initial_poll_wait: float | None = None
 
 
+def _abandon(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` without waiting for it, and ignore how it ends: a cancellation inside
+    a Redis call can come out as a connection error, or be swallowed."""
+    task.cancel()
+    task.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio does not log it as never retrieved
+
+
 def _identity() -> str:
     hostname = os.environ.get("DYNO") or socket.gethostname()
     return f"{hostname}:{os.getpid()}:{secrets.token_hex(6)}"
@@ -102,12 +119,11 @@ class Launcher:
         self.started_at = now()
         # No automatic retries: replaying a fetch whose reply was lost would take jobs twice;
         # each loop handles errors itself (see Manager.run).
-        self.redis = redis.asyncio.Redis.from_url(
+        self.redis = async_redis(
             config.redis_url,
             decode_responses=True,
             encoding_errors="surrogateescape",
             health_check_interval=30,
-            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
         self.fetch: BasicFetch
@@ -144,6 +160,8 @@ class Launcher:
         # Ends the background loops. They are not cancelled: a cancellation arriving inside a
         # Redis call can be turned into a timeout and swallowed (Python 3.11's asyncio.timeout).
         self._closing = asyncio.Event()
+        self._step = "starting"  # what the shutdown is doing
+        self._trouble: str | None = None  # why the shutdown was not clean, for the last line
         self._info = dumps(
             {
                 "hostname": self.identity.rsplit(":", 2)[0],
@@ -163,7 +181,7 @@ class Launcher:
 
     async def run(self) -> None:
         """Work until stopped (``request_stop``, or TERM from the Web UI), then shut down
-        gracefully."""
+        gracefully: within ``timeout`` + SHUTDOWN_GRACE + CLOSE_TIMEOUT, whatever Redis does."""
         registry.configure(self.config.redis_url, self.config.namespace)
         loop = asyncio.get_running_loop()
         self.threads.start(loop)
@@ -175,7 +193,9 @@ class Launcher:
             self.config.concurrency,
             "reliable" if self.fetch.reliable else "basic",
         )
-        await self._beat_until_it_lands()
+        if not await self._first_heartbeat():
+            await self._close()
+            return
         tasks = [
             loop.create_task(
                 self._every(self.config.heartbeat_interval, self._heartbeat), name="heartbeat"
@@ -217,42 +237,93 @@ class Launcher:
             log.warning("thread %s:\n%s", thread_id, "".join(traceback.format_stack(frame)))
 
     async def _shutdown(self, manager: asyncio.Task[None], tasks: list[asyncio.Task[Any]]) -> None:
+        """Drain within the timeout, then give Redis SHUTDOWN_GRACE to take the rest back;
+        what is still waiting for Redis then is abandoned."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout
         self.quiet()
+        drain = loop.create_task(self._drain(deadline, manager, tasks), name="drain")
+        await asyncio.wait([drain], timeout=deadline + SHUTDOWN_GRACE - loop.time())
+        if not drain.done() or drain.exception() is not None:
+            error = drain.exception() if drain.done() else None
+            self._trouble = (
+                f"{self._step} failed: {type(error).__name__}: {error}"
+                if error is not None
+                else f"gave up {self._step} {SHUTDOWN_GRACE:g} s after the timeout"
+            )
+            self._end_loops()
+            for task in [drain, manager, *tasks, *self.manager.running]:
+                _abandon(task)
+        await self._close()
+
+    async def _drain(
+        self, deadline: float, manager: asyncio.Task[None], tasks: list[asyncio.Task[Any]]
+    ) -> None:
+        self._step = "pushing unfinished jobs back to Redis"
         await self.manager.stop(deadline)
+        if self.manager.running:
+            self._step = "waiting for interrupted jobs to end"
+            await asyncio.wait(list(self.manager.running))
+        self._step = "waiting for the last fetch from Redis"
         await manager  # its last fetch ends within FETCH_TIMEOUT; late jobs are requeued
+        self._step = "ending the heartbeat and the pollers"
+        self._end_loops()
+        await asyncio.wait(tasks)
+        self._step = "clearing the heartbeat in Redis"
+        await self.fetch.flush()
+        await self._heartbeat(raise_errors=True)  # the last counts
+        await self.redis.srem(self.keys.processes, self.identity)
+        await self.redis.unlink(self.keys.work(self.identity), self.keys.workers(self.identity))
+        await self.fetch.unregister()
+
+    def _end_loops(self) -> None:
+        """Tell the background loops to end (they are not cancelled: see ``_closing``)."""
         self._closing.set()
         if isinstance(self.fetch, ReliableFetch):
             self.fetch.stop_acknowledger()
-        _, stuck = await asyncio.wait(tasks, timeout=5)
-        for task in stuck:
-            log.warning("%s did not stop; cancelling it", task.get_name())
-            task.cancel()
-        try:
-            await self.fetch.flush()
-            await self._heartbeat()  # the last counts
-            await self.redis.srem(self.keys.processes, self.identity)
-            await self.redis.unlink(self.keys.work(self.identity), self.keys.workers(self.identity))
-            await self.fetch.unregister()
-        except Exception as error:
-            log.warning("could not clear the heartbeat: %s", error)
+
+    async def _close(self) -> None:
+        """Let the job threads go and close the connections, without waiting for a Redis
+        that does not answer; then the last log line, which says what went wrong if anything
+        did."""
         self.threads.stop()
+        closing = asyncio.create_task(self._close_connections())
+        await asyncio.wait([closing], timeout=CLOSE_TIMEOUT)
+        _abandon(closing)
+        if self._trouble is None:
+            log.info("worker %s stopped", self.identity)
+        else:
+            log.warning("worker %s stopped; %s", self.identity, self._trouble)
+
+    async def _close_connections(self) -> None:
         await self.fetch.close()
         await self.redis.aclose()
-        log.info("worker %s stopped", self.identity)
 
     # -- heartbeat --------------------------------------------------------------------------
 
-    async def _beat_until_it_lands(self) -> None:
-        """The first heartbeat must land before fetching: reliable recovery relies on it."""
-        while True:
-            try:
-                await self._heartbeat(raise_errors=True)
-                return
-            except Exception as error:
+    async def _first_heartbeat(self) -> bool:
+        """The first heartbeat must land before fetching: reliable recovery relies on it.
+        Retried until it lands (True) or a stop is requested (False): an attempt can wait
+        for Redis for seconds, and a stop must not."""
+        stop = asyncio.create_task(self.stopping.wait())
+        self._trouble = "Redis was never reached (it did not answer)"
+        try:
+            while not self.stopping.is_set():
+                beat = asyncio.create_task(self._heartbeat(raise_errors=True))
+                await asyncio.wait([beat, stop], return_when=asyncio.FIRST_COMPLETED)
+                if not beat.done():
+                    _abandon(beat)  # nothing to lose: no job was taken yet
+                    return False
+                error = beat.exception()
+                if error is None:
+                    self._trouble = None
+                    return True
+                self._trouble = f"Redis was never reached ({type(error).__name__}: {error})"
                 log.error("cannot reach Redis, retrying: %s", error)
-                await asyncio.sleep(1)
+                await asyncio.wait([stop], timeout=1)
+            return False
+        finally:
+            stop.cancel()
 
     async def _every(
         self, interval: float, action: Callable[[], Awaitable[None]], first: bool = False

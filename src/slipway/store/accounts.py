@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
+from slipway.store.changes import record_change
 from slipway.store.db import flush_or_conflict
 from slipway.store.errors import Conflict, NotFound
 from slipway.store.models import ApiToken, SshKey, User, utcnow
@@ -108,6 +109,8 @@ def add_key(session: Session, user: User, public_key: str, name: str | None = No
     )
     session.add(key)
     flush_or_conflict(session, f"this key ({parsed.fingerprint}) is already registered")
+    # A gateway that refused this key a moment ago must not keep refusing it.
+    record_change(session, "key", user=user.name, fingerprint=parsed.fingerprint)
     return key
 
 
@@ -122,6 +125,7 @@ def remove_key(session: Session, user: User, name: str) -> None:
     if key is None:
         raise NotFound(f"you have no key named {name!r}")
     session.delete(key)
+    record_change(session, "key", user=user.name, fingerprint=key.fingerprint)
 
 
 # Asked on every SSH login: one indexed join, built once.

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from slipway.store.accounts import user_named
+from slipway.store.changes import record_change
 from slipway.store.db import flush_or_conflict
 from slipway.store.errors import Conflict, Forbidden, Invalid, NotFound
 from slipway.store.models import AddOn, App, Collaborator, EnvVar, User
@@ -45,17 +46,22 @@ def role_of(session: Session, app: App, user: User) -> str | None:
 
 # Asked on every git push and fetch: one indexed query, built once.
 _ROLE_BY_NAMES = (
-    select(Collaborator.role)
+    select(Collaborator.role, App.uid)
     .join(App)
     .join(User)
     .where(User.name == bindparam("user"), App.name == bindparam("app"))
 )
 
 
-def may(db: Session | Connection, user_name: str, app_name: str, action: Action) -> bool:
-    """Whether the user may do ``action`` with the app; False if either is missing."""
-    role = db.execute(_ROLE_BY_NAMES, {"user": user_name, "app": app_name}).scalar()
-    return role is not None and action in PERMISSIONS[role]
+def uid_if_allowed(
+    db: Session | Connection, user_name: str, app_name: str, action: Action
+) -> str | None:
+    """The app's uid if the user may do ``action`` with it; None if not, or if either is
+    missing (the same answer, so that callers cannot tell)."""
+    row = db.execute(_ROLE_BY_NAMES, {"user": user_name, "app": app_name}).first()
+    if row is None or action not in PERMISSIONS[row[0]]:
+        return None
+    return str(row[1])
 
 
 def allowed(session: Session, user: User, app_name: str, action: Action) -> App | None:
@@ -106,8 +112,11 @@ def owner_of(session: Session, app: App) -> User:
     ).one()
 
 
-def destroy_app(session: Session, app: App) -> None:
+def destroy_app(session: Session, app: App) -> str:
+    """Delete the app's rows; returns its uid, for removing its files."""
+    record_change(session, "app", app=app.name)
     session.delete(app)
+    return app.uid
 
 
 def collaborators(session: Session, app: App) -> list[Collaborator]:
@@ -138,6 +147,7 @@ def remove_collaborator(session: Session, app: App, user_name: str) -> None:
     if collaborator.role == OWNER:
         raise Invalid("the owner cannot be removed from their app")
     session.delete(collaborator)
+    record_change(session, "collaborator", user=user_name, app=app.name)
 
 
 def env_of(session: Session, app: App) -> dict[str, str]:

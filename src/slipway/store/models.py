@@ -3,6 +3,7 @@ one place decides who may do what."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -100,11 +101,19 @@ class SshKey(Timestamped, Base):
     user: Mapped[User] = relationship(back_populates="keys")
 
 
+def new_app_uid() -> str:
+    return uuid.uuid4().hex
+
+
 class App(Timestamped, Base):
+    """An app. Its files (repository, later slugs, logs, caches) are keyed by ``uid``, random
+    and never reused, not by its name: a re-created name starts empty."""
+
     __tablename__ = "apps"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(48), unique=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_app_uid)
 
     collaborators: Mapped[list[Collaborator]] = relationship(
         back_populates="app", cascade="all, delete-orphan"
@@ -152,3 +161,18 @@ class AddOn(Timestamped, Base):
     port: Mapped[int] = mapped_column(Integer)
 
     app: Mapped[App] = relationship(back_populates="addons")
+
+
+class AccessChange(Base):
+    """A change that may end live access (a key, a collaborator, an app removed; a key
+    added): edge services read these to drop caches and close what is no longer allowed."""
+
+    __tablename__ = "access_changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids never reused after pruning
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "key", "collaborator", "app"
+    user_name: Mapped[str | None] = mapped_column(String(40))
+    fingerprint: Mapped[str | None] = mapped_column(String(60))
+    app_name: Mapped[str | None] = mapped_column(String(48))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

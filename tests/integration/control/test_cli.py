@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -103,7 +104,8 @@ def test_keys_add_list_remove(cli: Cli, sqlite_api: ApiServer) -> None:
     ssh = cli.home / ".ssh"
     ssh.mkdir()
     private = generate("ed25519")
-    (ssh / "id_ed25519.pub").write_text(Path(f"{private}.pub").read_text())
+    shutil.copy(private, ssh / "id_ed25519")  # signs the challenge
+    shutil.copy(f"{private}.pub", ssh / "id_ed25519.pub")
     assert "Added key 'test@slipway'" in cli.ok("keys", "add")
     other = generate("ecdsa", 256)
     cli.ok("keys", "add", f"{other}.pub", "--name", "work laptop")

@@ -43,7 +43,7 @@ def test_migrate_then_create_users(tmp_path: Path) -> None:
 
     again = slipwayd(data, "admin", "create-user", "alice")
     assert again.returncode == 1
-    assert again.stderr == "slipwayd admin create-user: the user 'alice' already exists\n"
+    assert again.stderr.endswith("slipwayd admin create-user: the user 'alice' already exists\n")
     bad = slipwayd(data, "admin", "create-user", "Alice!")
     assert bad.returncode == 1 and "invalid user name 'Alice!'" in bad.stderr
 

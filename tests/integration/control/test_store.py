@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from slipway.store import accounts, apps
 from slipway.store.apps import Action
+from slipway.store.changes import changes_since
+from slipway.store.db import Database
 from slipway.store.errors import Conflict, Forbidden, Invalid, NotFound
-from slipway.store.migrate import is_current, migrate
+from slipway.store.migrate import alembic_config, is_current, migrate
+from slipway.store.models import Base, utcnow
 from tests.control_support import ApiServer
 from tests.keys import dsa_public, fresh_public, public
 
@@ -186,3 +198,85 @@ def test_migrations_are_idempotent(api: ApiServer) -> None:
     migrate(api.database.engine)
     migrate(api.database.engine)
     assert is_current(api.database.engine)
+
+
+def test_the_models_and_the_migrations_agree(api: ApiServer) -> None:
+    """What the code declares is what the migrations build, on both backends."""
+    with api.database.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_an_app_recreated_under_the_same_name_gets_another_uid(api: ApiServer) -> None:
+    with api.database.session() as session:
+        alice = accounts.create_user(session, "alice")
+        first = apps.create_app(session, alice, "shop")
+        uid = first.uid
+        assert apps.destroy_app(session, first) == uid
+    with api.database.session() as session:
+        again = apps.create_app(session, accounts.user_named(session, "alice"), "shop")
+        assert len(again.uid) == 32 and again.uid != uid
+
+
+def test_access_changes_are_written_with_the_change_itself(api: ApiServer) -> None:
+    with api.database.session() as session:
+        alice = accounts.create_user(session, "alice")
+        bob = accounts.create_user(session, "bob")
+        key = accounts.add_key(session, alice, fresh_public())
+        app = apps.create_app(session, alice, "shop")
+        apps.add_collaborator(session, app, "bob")
+
+    def remove_then_fail() -> None:
+        with api.database.session() as session:
+            accounts.remove_key(session, accounts.user_named(session, "alice"), key.name)
+            raise RuntimeError("the request fails: nothing happened, and no change is told")
+
+    with pytest.raises(RuntimeError):
+        remove_then_fail()
+    with api.database.session() as session:
+        alice = accounts.user_named(session, "alice")
+        app = apps.app_for(session, alice, "shop", Action.ADMIN)
+        apps.remove_collaborator(session, app, "bob")
+        accounts.remove_key(session, alice, key.name)
+        apps.destroy_app(session, app)
+    with api.database.session() as session:
+        recent = changes_since(session, utcnow() - timedelta(minutes=1))
+        told = [(c.kind, c.user_name, c.fingerprint, c.app_name) for c in recent]
+    assert told == [
+        ("key", "alice", key.fingerprint, None),  # added: a refusal cached for it must go
+        ("collaborator", "bob", None, "shop"),
+        ("key", "alice", key.fingerprint, None),
+        ("app", None, None, "shop"),
+    ]
+    assert bob.name == "bob"
+
+
+def test_migration_0003_gives_existing_apps_a_uid(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config(database.engine.url.render_as_string(hide_password=False))
+    command.upgrade(config, "0002")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO apps (name, created_at) VALUES ('shop', '2026'), ('blog', '2026')")
+        )
+    migrate(database.engine)
+    with database.engine.connect() as connection:
+        uids = connection.execute(text("SELECT uid FROM apps")).scalars().all()
+    assert len(uids) == 2 and len(set(uids)) == 2 and all(len(uid) == 32 for uid in uids)
+    database.dispose()
+
+
+def test_processes_migrating_one_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    script = (
+        "import sys; from slipway.store.db import Database; "
+        "from slipway.store.migrate import migrate; migrate(Database(sys.argv[1]).engine)"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 6, errors
+    assert is_current(Database(url).engine)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socketserver
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,7 @@ def running_gateway(
     gateway_api: ApiServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     # Tests connect hundreds of times a minute from one address: far above the default rate.
-    limits = ConnectionLimits(rate=1000, burst=1000)
+    limits = ConnectionLimits(rate=1000, burst=1000, per_source=1000, start=1000, full=2000)
     with serve_gateway(
         gateway_api, tmp_path_factory.mktemp("gateway") / "data", limits=limits
     ) as gateway:
@@ -62,6 +64,23 @@ def source(tmp_path: Path) -> Path:
     for command in commands:
         subprocess.run(["git", *command], cwd=repo, check=True)
     return repo
+
+
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+@pytest.fixture(scope="module")
+def echo_database() -> Iterator[tuple[str, int]]:
+    """A stand-in database for tunnels: a TCP echo server."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    yield str(host), int(port)
+    server.shutdown()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tests.gateway_support import (
     serve_gateway,
 )
 from tests.keys import generate
+from tests.services import wait_until
 
 DENIED = "Permission denied (publickey)"
 PROXY_CLIENT = Path(__file__).parents[2] / "proxy_client.py"
@@ -130,7 +131,7 @@ def test_host_keys_are_generated_private(gateway: RunningGateway) -> None:
 
 @pytest.fixture
 def strict_gateway(gateway_api: ApiServer, tmp_path: Path) -> Iterator[RunningGateway]:
-    limits = ConnectionLimits(rate=0.5, burst=4, max_unauthenticated=3)
+    limits = ConnectionLimits(rate=0.5, burst=4, per_source=3)
     with serve_gateway(gateway_api, tmp_path / "data", login_grace=1.0, limits=limits) as served:
         yield served
 
@@ -151,7 +152,9 @@ def test_login_grace_closes_silent_connections(strict_gateway: RunningGateway) -
     assert 0.8 < time.monotonic() - started < 5
 
 
-def test_unauthenticated_connections_are_capped(strict_gateway: RunningGateway) -> None:
+def test_unauthenticated_connections_per_client_are_capped(
+    strict_gateway: RunningGateway,
+) -> None:
     waiting = [socket.create_connection(("127.0.0.1", strict_gateway.port)) for _ in range(3)]
     try:
         for sock in waiting:
@@ -163,7 +166,10 @@ def test_unauthenticated_connections_are_capped(strict_gateway: RunningGateway) 
 
 
 def test_connections_per_address_are_rate_limited(strict_gateway: RunningGateway) -> None:
-    answers = [banner_or_close(strict_gateway.port) for _ in range(6)]
+    answers = []
+    for _ in range(6):  # one at a time, each gone before the next (per-client cap: 3)
+        answers.append(banner_or_close(strict_gateway.port))
+        wait_until(lambda: strict_gateway.gateway.config.limits.unauthenticated == 0, 5, "gone")
     assert all(a.startswith(b"SSH-2.0-") for a in answers[:4])
     assert answers[4:] == [b"", b""]  # over the burst of 4
     metrics = strict_gateway.gateway.metrics.connections.labels("connection rate limit")

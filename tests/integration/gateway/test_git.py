@@ -50,9 +50,9 @@ def test_push_then_clone_through_the_local_upstream(
     gateway: RunningGateway, api: ApiServer, source: Path, tmp_path: Path
 ) -> None:
     alice = add_user(api, "alice")
-    add_app(api, "alice", "shop")
+    uid = add_app(api, "alice", "shop")
     push_and_clone(gateway, alice.key, source, "shop", tmp_path / "clone")
-    assert (gateway.repos / "shop.git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert (gateway.repository(uid) / "HEAD").read_text() == "ref: refs/heads/main\n"
     # The spellings of the repository a client may use all lead to the same repository.
     for path in ("shop", "/shop.git", "/shop"):
         listed = gateway.git(alice.key, "ls-remote", gateway.url(path).replace("//shop", "/shop"))
@@ -86,7 +86,7 @@ def test_a_collaborator_may_push_and_a_stranger_may_not(
     gateway: RunningGateway, api: ApiServer, source: Path
 ) -> None:
     alice, bob, carol = (add_user(api, name) for name in ("alice", "bob", "carol"))
-    add_app(api, "alice", "shop", "bob")
+    uid = add_app(api, "alice", "shop", "bob")
     pushed = gateway.git(bob.key, "push", gateway.url("shop.git"), "main", cwd=source)
     assert pushed.returncode == 0, pushed.stderr
     for verb in (["push", gateway.url("shop.git"), "main"], ["ls-remote", gateway.url("shop.git")]):
@@ -96,7 +96,7 @@ def test_a_collaborator_may_push_and_a_stranger_may_not(
     # A missing app gets exactly the same words: names do not leak.
     missing = gateway.git(carol.key, "push", gateway.url("nothing-here.git"), "main", cwd=source)
     assert "slipway: nothing-here.git does not exist, or you have no access to it" in missing.stderr
-    assert sorted(path.name for path in gateway.repos.iterdir()) == ["shop.git"]
+    assert sorted(path.name for path in gateway.repos.iterdir()) == [f"{uid}.git"]
     assert alice.name != bob.name
 
 
@@ -116,8 +116,7 @@ def test_concurrent_pushes_to_different_apps(
 ) -> None:
     alice = add_user(api, "alice")
     names = [f"app-{i}" for i in range(6)]
-    for name in names:
-        add_app(api, "alice", name)
+    uids = {name: add_app(api, "alice", name) for name in names}
 
     def push(name: str) -> subprocess.CompletedProcess[str]:
         return gateway.git(alice.key, "push", gateway.url(f"{name}.git"), "main", cwd=source)
@@ -126,7 +125,7 @@ def test_concurrent_pushes_to_different_apps(
         results = list(pool.map(push, names))
     assert [r.returncode for r in results] == [0] * 6, [r.stderr for r in results]
     for name in names:
-        assert head(gateway.repos / f"{name}.git") == head(source)
+        assert head(gateway.repository(uids[name])) == head(source)
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +159,9 @@ def test_push_then_clone_through_an_ssh_upstream(
     api, gateway, repo_host_data = sshd_repo_host
     empty_database(api.database)
     alice = add_user(api, "alice")
-    add_app(api, "alice", "shop")
+    uid = add_app(api, "alice", "shop")
     push_and_clone(gateway, alice.key, source, "shop", tmp_path / "clone")
-    assert head(repo_host_data / "repos" / "shop.git") == head(source)
+    assert head(repo_host_data / "repos" / f"{uid}.git") == head(source)
     assert not (gateway.data_dir / "repos").exists()  # nothing on the gateway itself
     traced = traced_ls_remote_v2(gateway, alice.key, "shop")
     assert "< version 2" in traced.stderr  # GIT_PROTOCOL crossed both hops

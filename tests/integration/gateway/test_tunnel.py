@@ -3,40 +3,11 @@
 from __future__ import annotations
 
 import socket
-import socketserver
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from slipway.store import accounts, apps
 from tests.control_support import ApiServer
-from tests.gateway_support import RunningGateway, add_app, add_user
-
-
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[tuple[str, int]]:
-    """A stand-in database: a TCP echo server."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address[:2]
-    yield str(host), int(port)
-    server.shutdown()
-
-
-def with_database(api: ApiServer, app: str, address: tuple[str, int]) -> None:
-    with api.database.session() as session:
-        found = apps.app_for(session, accounts.user_named(session, "alice"), app, apps.Action.READ)
-        apps.add_database(session, found, "postgresql", *address)
+from tests.gateway_support import RunningGateway, add_app, add_user, with_database
 
 
 def tunnel(
@@ -49,11 +20,11 @@ def tunnel(
 
 
 def test_a_tunnel_reaches_the_apps_database(
-    gateway: RunningGateway, api: ApiServer, database: tuple[str, int]
+    gateway: RunningGateway, api: ApiServer, echo_database: tuple[str, int]
 ) -> None:
     alice, bob, carol = (add_user(api, name) for name in ("alice", "bob", "carol"))
     add_app(api, "alice", "shop", "bob")
-    with_database(api, "shop", database)
+    with_database(api, "alice", "shop", echo_database)
     payload = b"SELECT 1;\n" * 50_000  # half a megabyte, both ways
     for user, destination in ((alice, "shop:5432"), (bob, "shop.db:1")):
         result = tunnel(gateway, user.key, destination, payload)
@@ -77,7 +48,7 @@ def test_a_dead_database_is_reported(gateway: RunningGateway, api: ApiServer) ->
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    with_database(api, "shop", ("127.0.0.1", port))
+    with_database(api, "alice", "shop", ("127.0.0.1", port))
     result = tunnel(gateway, alice.key, "shop:5432")
     assert result.returncode == 255
     assert b"database does not answer" in result.stderr

@@ -3,6 +3,7 @@ single connection; failed upgrades leave the old version serving; drains never b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -18,7 +19,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slipway.supervisor import free_port
+from slipway.embedded.supervisor import free_port
+from slipway.graceful import (
+    UpgradeFailed,
+    accept_connections,
+    listen,
+    spawn_successor,
+    stop_accepting,
+)
+from slipway.graceful.handoff import READY_BYTE, STOP_GRACE, _wait_ready
 from tests.load import Load
 from tests.services import exited, wait_until
 
@@ -99,16 +108,13 @@ def test_a_new_version_that_fails_leaves_the_old_one_serving(app: App, behaviour
     time.sleep(4 if behaviour == "hang" else 1.5)  # past the 3 s ready timeout
     assert app.serving_pid == old
     assert app.ask() == old
-    assert (
-        len(
-            [
-                c
-                for c in psutil.Process(old).children()
-                if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
-            ]
-        )
-        == 0
-    )  # the failed one is gone
+
+    def failed_one_gone() -> bool:
+        children = psutil.Process(old).children()
+        return not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    # A hung one is told to stop (TERM), then killed when it does not.
+    wait_until(failed_one_gone, STOP_GRACE + 5, "the failed version gone")
     app.behaviour.write_text("serve")
     app.upgrade()  # and a later upgrade still works
     new = wait_for_new_pid(app, old)
@@ -168,3 +174,66 @@ def test_systemd_socket_activation_and_notify(tmp_path: Path) -> None:
         process.wait()
         listener.close()
         notify.close()
+
+
+def test_a_ready_byte_that_arrives_at_the_deadline_counts() -> None:
+    """Under a starved CPU the byte can land just as the wait runs out: the new version
+    serves already, and taking it for a failure would kill what it accepted."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        os.write(write_end, READY_BYTE)
+        _wait_ready(process, read_end, timeout=0)  # the deadline has passed already
+    finally:
+        process.kill()
+        process.wait()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_new_version_that_fails_to_start_is_stopped_gently(tmp_path: Path) -> None:
+    """TERM first, so that what it took in before giving up is finished, not cut."""
+    told = tmp_path / "told"
+    script = (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (open({str(told)!r}, 'w').write('TERM'),"
+        " sys.exit(0)))\n"
+        "time.sleep(60)\n"
+    )
+    with pytest.raises(UpgradeFailed, match="not ready after"):
+        spawn_successor([sys.executable, "-c", script], {}, timeout=1.0)
+    assert told.read_text() == "TERM"
+
+
+def test_a_listener_is_closed_only_once_unwatched() -> None:
+    """The gateway cut git sessions during upgrades: it closed its listener while the event
+    loop still watched it; the kernel kept watching the socket (the successor holds it)
+    under a number a git pipe reused, and asyncio closed that pipe when a client connected.
+    stop_accepting closes in the right order: a pipe taking the number stays open."""
+
+    async def scenario() -> bool:
+        listener = listen("127.0.0.1", 0)
+        successors_copy = listener.dup()
+        port = listener.getsockname()[1]
+        accepting = asyncio.create_task(accept_connections(listener, lambda s, _: s.close()))
+        await asyncio.sleep(0.05)
+        number = listener.fileno()
+        await stop_accepting([accepting], [listener])
+        read_end, write_end = os.pipe()  # git's stdin, on the listener's old number
+        if write_end != number:
+            if read_end == number:
+                read_end = os.dup(read_end)
+            os.dup2(write_end, number)
+            os.close(write_end)
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(number, "wb", buffering=0)
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+        with socket.create_connection(("127.0.0.1", port)):  # the successor's client
+            await asyncio.sleep(0.2)
+        still_open = not transport.is_closing()
+        transport.close()
+        os.close(read_end)
+        successors_copy.close()
+        return still_open
+
+    assert asyncio.run(scenario())

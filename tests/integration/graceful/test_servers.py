@@ -19,7 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from slipway.supervisor import free_port
+from slipway.embedded.supervisor import free_port
+from tests.keys import proven_key
 from tests.load import Load
 from tests.services import exited, wait_until
 
@@ -130,7 +131,7 @@ class Platform:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh / "id")], check=True
         )
         api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"})
-        api.post("/v1/keys", json={"public_key": (ssh / "id.pub").read_text()}).raise_for_status()
+        api.post("/v1/keys", json=proven_key(api, ssh / "id")).raise_for_status()
         api.post("/v1/apps", json={"name": "hello"}).raise_for_status()
         kind, key = (self.data / "gateway" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         (ssh / "known_hosts").write_text(f"[127.0.0.1]:{self.ssh_port} {kind} {key}\n")
@@ -263,7 +264,33 @@ def up(tmp_path: Path) -> Iterator[Up]:
 
 
 def test_standalone_servers_upgrade_themselves_under_load(standalone: Platform) -> None:
-    platform = standalone
+    upgrade_under_load(standalone)
+
+
+@pytest.fixture
+def busy_cpu() -> Iterator[None]:
+    """Every core kept busy by a loop beside the test, as on a loaded build machine."""
+    loops = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    yield
+    for loop in loops:
+        loop.kill()
+        loop.wait()
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("attempt", range(30))
+def test_upgrades_under_load_with_every_core_busy(
+    standalone: Platform, busy_cpu: None, attempt: int
+) -> None:
+    """No session cut, 30 times in a row, with the CPU starved (pytest -m stress)."""
+    upgrade_under_load(standalone)
+
+
+def upgrade_under_load(platform: Platform) -> None:
     generations = {"api": [platform.pid("api")], "gateway": [platform.pid("gateway")]}
     with (
         Load(platform.ls_remote, threads=2) as git,

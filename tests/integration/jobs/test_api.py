@@ -6,7 +6,8 @@ import json
 import time
 from typing import Any
 
-from slipway.jobs import Client, api
+import slipway.jobs.api as api
+from slipway.jobs import Client
 from tests.jobs_support import RUBY_JOBS, eventually, ruby, worker
 from tests.services import Sidekiq
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from slipway.supervisor import Service, ServiceError
+from slipway.embedded.supervisor import Service, ServiceError
 
 
 def redis_argv(directory: Path, *, port: int = 0, persist: bool) -> list[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from slipway.graceful import UpgradeFailed, spawn_successor
 from slipway.graceful.lifecycle import SUPERVISED_VARIABLE
 
-log = logging.getLogger("slipway.supervisor")
+log = logging.getLogger("slipway.embedded.supervisor")
 
 _PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 30.0

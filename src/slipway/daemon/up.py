@@ -1,0 +1,224 @@
+"""`slipwayd up`: the embedded platform in the foreground, one supervised child per part.
+
+It holds its data dir (one `up` per data dir), migrates the store once before any child
+starts, starts redis-server (unless given a Redis), the repo host's worker, the API and the
+gateway, prints where they listen and what to do next, and upgrades them in place on HUP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import typer
+
+from slipway.builder.repositories import repo_queue
+from slipway.config import Settings, load_settings
+from slipway.daemon.options import DatabaseUrl, DataDir, Host, HttpPort, RedisUrl, SshPort
+from slipway.embedded.datadir import AlreadyRunning, DataDirLock
+from slipway.embedded.redis_server import redis_service
+from slipway.embedded.supervisor import Service, ServiceError, Supervisor
+from slipway.graceful import listen
+
+NOT_YET_STARTED = {
+    "runner": "app runner and router",
+}
+
+NEXT_STEPS = """\
+Next steps:
+  1. Create a user:     slipwayd admin create-user alice --admin   (prints an API token)
+  2. Log in:            slipway login --api-url http://{host}:{http_port} --token TOKEN
+  3. Add your SSH key:  slipway keys add
+  4. Create an app:     slipway apps create hello   (inside the app's git repository)
+  5. Deploy it:         git push slipway main
+"""
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The environment of `up`'s children: ours, with the settings `up` was given."""
+    env = dict(os.environ)
+    env.update(
+        SLIPWAY_DATA_DIR=str(settings.data_dir),
+        SLIPWAY_HOST=settings.host,
+        SLIPWAY_HTTP_PORT=str(settings.http_port),
+        SLIPWAY_SSH_PORT=str(settings.ssh_port),
+        SLIPWAY_DATABASE_URL=settings.effective_database_url,
+    )
+    if settings.redis_url:
+        env["SLIPWAY_REDIS_URL"] = settings.redis_url
+    return env
+
+
+def _listen(host: str, port: int, setting: str) -> socket.socket:
+    try:
+        return listen(host, port)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ServiceError(f"cannot listen on {host}:{port} ({setting}): {reason}") from error
+
+
+PLATFORM_JOBS = "slipway.builder.jobs"
+
+
+def _embedded_services(settings: Settings) -> list[Service]:
+    """redis-server, then our servers; the supervisor holds their listening sockets, so an
+    upgrade (HUP) never closes a port."""
+    services = []
+    if settings.redis_url is None:
+        redis = redis_service(settings.data_dir / "redis")
+        services.append(redis)
+        settings = settings.model_copy(update={"redis_url": redis.listens})
+    env = _child_env(settings)
+    http = _listen(settings.host, settings.http_port, "--http-port / SLIPWAY_HTTP_PORT")
+    ssh = _listen(settings.host, settings.ssh_port, "--ssh-port / SLIPWAY_SSH_PORT")
+    role = [sys.executable, "-m", "slipway.daemon"]
+    queue = repo_queue(settings.repo_host)
+    services.append(
+        Service(
+            name="worker",
+            argv=[
+                *role,
+                *("worker", "-r", PLATFORM_JOBS, "-q", queue, "-c", "2", "--reliable"),
+                *("--tag", "slipway", "--pid-file", str(settings.data_dir / "worker.pid")),
+                *("--redis-url", settings.redis_url or ""),  # not a REDIS_URL of the shell's
+            ],
+            env=env,
+            sockets={},  # none, but it says when it is ready and upgrades like the others
+            listens=f"jobs of the queue {queue}",
+            log_path=str(settings.data_dir / "worker.log"),
+        )
+    )
+    services.append(
+        Service(
+            name="api",
+            argv=[*role, "api"],
+            env=env,
+            sockets={"http": http},
+            listens=f"http://{settings.host}:{settings.http_port}",
+            log_path=str(settings.data_dir / "api.log"),
+        )
+    )
+    services.append(
+        Service(
+            name="gateway",
+            argv=[*role, "gateway"],
+            env=env,
+            sockets={"ssh": ssh},
+            listens=f"ssh://git@{settings.effective_public_host}:{settings.ssh_port}",
+            log_path=str(settings.data_dir / "gateway.log"),
+        )
+    )
+    return services
+
+
+def known_hosts_lines(directory: Path, host: str, port: int) -> list[str]:
+    """What ssh would ask about the first time it meets the gateway, as known_hosts lines
+    with their SHA256 fingerprints."""
+    import asyncssh
+
+    name = host if port == 22 else f"[{host}]:{port}"
+    lines = []
+    for public in sorted(directory.glob("ssh_host_*_key.pub")):
+        key = asyncssh.import_public_key(public.read_text())
+        exported = key.export_public_key("openssh").decode().split()[:2]
+        lines.append(f"{name} {' '.join(exported)}   # {key.get_fingerprint('sha256')}")
+    return lines
+
+
+PID_FILES = ("api.pid", "gateway.pid", "worker.pid")
+
+
+def up(
+    data_dir: DataDir = None,
+    host: Host = None,
+    http_port: HttpPort = None,
+    ssh_port: SshPort = None,
+    redis_url: RedisUrl = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the whole platform in the foreground; Ctrl-C stops everything.
+
+    HUP upgrades it in place: each server's new version starts on the same sockets, and the
+    old one drains once the new one is ready.
+    """
+    from slipway.store.db import Database
+    from slipway.store.migrate import migrate
+
+    settings = load_settings(
+        data_dir=data_dir,
+        host=host,
+        http_port=http_port,
+        ssh_port=ssh_port,
+        redis_url=redis_url,
+        database_url=database_url,
+    )
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+        database = Database(settings.effective_database_url)
+        migrate(database.engine)  # once, before any child can race another to it
+        database.dispose()
+        supervisor = Supervisor(_embedded_services(settings))
+        supervisor.start()
+    except (AlreadyRunning, ServiceError, ValueError) as error:
+        typer.echo(f"slipwayd up: {error}", err=True)
+        raise typer.Exit(1) from error
+    except KeyboardInterrupt:  # the supervisor has stopped what it had started
+        typer.echo("slipwayd up: interrupted while starting; stopped everything", err=True)
+        raise typer.Exit(130) from None
+    _banner(settings, supervisor)
+    try:
+        exited = supervisor.wait()
+        supervisor.stop()
+    finally:
+        _remove_stale_pid_files(settings.data_dir)
+        lock.release()
+    if exited is not None:
+        typer.echo(
+            f"slipwayd up: {exited.name} exited unexpectedly "
+            f"(status {exited.returncode}); stopped everything",
+            err=True,
+        )
+        raise typer.Exit(1)
+    print("Slipway stopped.")
+
+
+def _banner(settings: Settings, supervisor: Supervisor) -> None:
+    print(
+        f"Slipway is up; data in {settings.data_dir}. Ctrl-C stops everything; "
+        f"kill -HUP {os.getpid()} upgrades it in place."
+    )
+    for service in supervisor.services:
+        log = f", log {service.log_path}" if service.log_path else ""
+        print(f"  {service.name:<8} {service.listens}  (pid {service.pid}{log})")
+    if settings.redis_url is not None:
+        print(f"  {'redis':<8} {settings.redis_url}  (external)")
+    print("Not started, not built yet:")
+    for name, what in NOT_YET_STARTED.items():
+        print(f"  {name:<8} {what}")
+    host = settings.effective_public_host
+    print("The gateway's host keys, for ~/.ssh/known_hosts (check them before you trust them):")
+    for line in known_hosts_lines(settings.data_dir / "gateway", host, settings.ssh_port):
+        print(f"  {line}")
+    bin_dir = Path(sys.executable).parent
+    print(
+        f"Commands: {bin_dir}/slipway and slipwayd; to type just their names:\n"
+        f'  export PATH="{bin_dir}:$PATH"'
+    )
+    print(NEXT_STEPS.format(host=host, http_port=settings.http_port), end="")
+    sys.stdout.flush()
+
+
+def _remove_stale_pid_files(data_dir: Path) -> None:
+    """PID files of processes that are gone (a server killed outright leaves its own)."""
+    for name in PID_FILES:
+        path = data_dir / name
+        try:
+            pid = int(path.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # someone else's process: not ours to judge

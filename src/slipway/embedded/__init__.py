@@ -1,0 +1,1 @@
+"""The embedded platform `slipwayd up` runs: its private servers and their supervisor."""
