@@ -7,16 +7,25 @@ TEST_DEBS := $(RUNTIME_DEBS) openssh-client openssh-server ruby-sidekiq ruby-red
 
 .PHONY: up test lint bench venv clean
 
-# The venv is rebuilt only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The venv is refreshed only when pyproject.toml changes: what running needs for `make up`,
+# and the development tools too for everything else. pip shows what it installs.
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on
+
+$(VENV)/.runtime: pyproject.toml
+	@echo "Installing Slipway into $(VENV) (the first time takes a minute or two)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
+	@echo "Installing the development tools into $(VENV)..."
+	$(PIP) -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
 
-up: venv
+up: $(VENV)/.runtime
 	scripts/ensure-debs $(RUNTIME_DEBS)
 	exec $(BIN)/slipwayd up
 

@@ -154,6 +154,8 @@ class Platform:
             "10000:30:20000",
             "--per-source-max-startups",
             "10000",
+            "--max-connections-per-user",
+            "10000",  # the idle sessions below are all one user's
         ]
         if upstream is not None:
             argv += [
@@ -174,8 +176,9 @@ class Platform:
         self.env = {**os.environ, "GIT_SSH_COMMAND": ssh_command(self.key, self.known_hosts)}
         self.url = f"ssh://git@127.0.0.1:{self.ssh_port}/big.git"
         self.fresh_url = f"ssh://git@127.0.0.1:{self.ssh_port}/fresh.git"
+        queue = repo_queue(repo_host or "local")
         self.worker = subprocess.Popen(
-            [str(SLIPWAYD), "worker", "-r", "slipway.builder.jobs", "-q", repo_queue("local")],
+            [str(SLIPWAYD), "worker", "-r", "slipway.builder.jobs", "-q", queue],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -267,7 +270,7 @@ def main() -> None:
         remote_data = root / "repo-host"
         two_hops = Platform(
             root / "two-hops",
-            redis_server.url,
+            redis_server.url.removesuffix("/0") + "/1",  # a Redis database of its own
             f"{sshd.user}@127.0.0.1:{sshd.port}",
             sshd,
             remote_data,

@@ -73,14 +73,21 @@ class RunningGateway:
 
     def connect(self, key: Path) -> AbstractAsyncContextManager[asyncssh.SSHClientConnection]:
         """An asyncssh client connection as ``git`` (``async with gateway.connect(key)``)."""
-        return asyncssh.connect(
-            "127.0.0.1",
-            self.port,
-            username="git",
-            client_keys=[str(key)],
-            known_hosts=str(self.known_hosts),
-            agent_path=None,
-        )
+        return asyncssh.connect(**self._client_options(key))
+
+    async def open(self, key: Path) -> asyncssh.SSHClientConnection:
+        """The same, for a connection the caller closes itself."""
+        return await asyncssh.connect(**self._client_options(key))
+
+    def _client_options(self, key: Path) -> dict[str, Any]:
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": "git",
+            "client_keys": [str(key)],
+            "known_hosts": str(self.known_hosts),
+            "agent_path": None,
+        }
 
     def run_ssh(
         self, key: Path, *args: str, timeout: float = 30, **kwargs: Any

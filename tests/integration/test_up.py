@@ -91,6 +91,8 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
     assert (socket_path.stat().st_mode & 0o777) == 0o700
     health = httpx.get(f"http://127.0.0.1:{up.http_port}/healthz")
     assert health.json() == {"status": "ok"}
+    wait_until(lambda: "GET /healthz" in (data_dir / "api.log").read_text(), 10, "logged")
+    assert "/internal/changes" not in (data_dir / "api.log").read_text()  # polls: not logged
     # The secret and the database hold secrets: owner only.
     for private in ("internal_secret", "slipway.db"):
         assert ((data_dir / private).stat().st_mode & 0o077) == 0

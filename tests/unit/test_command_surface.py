@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,7 @@ def test_help_lists_every_command(program: str, commands: list[str]) -> None:
         ("apps", ["create", "list", "info", "destroy"]),
         ("collaborators", ["add", "list", "remove"]),
         ("env", ["list", "set", "unset"]),
+        ("tokens", ["list", "create", "revoke"]),
     ],
 )
 def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> None:
@@ -93,3 +95,34 @@ def test_an_unbuilt_command_says_so_and_fails(program: str, args: list[str], mes
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == message
+
+
+def test_make_up_installs_only_what_running_needs() -> None:
+    """A newcomer's `make up` does not wait for pytest, mypy and schemathesis."""
+    root = Path(__file__).parents[2]
+    planned = subprocess.run(
+        ["make", "-n", "-B", "up"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    installs = [line for line in planned.splitlines() if "pip install" in line]
+    assert any(line.endswith(" -e .") for line in installs), installs
+    assert not any("[dev]" in line for line in installs), installs
+    assert "exec .venv/bin/slipwayd up" in planned
+
+
+@pytest.mark.parametrize("command", ["slipway", "slipwayd"])
+def test_both_commands_say_their_version(command: str) -> None:
+    from slipway import __version__
+
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / command), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == f"{command} {__version__}\n"
+
+
+def test_up_takes_the_options_the_readme_shows() -> None:
+    shown = run("slipwayd", "up", "--help").stdout
+    for option in ("--data-dir", "--host", "--http-port", "--ssh-port", "--redis-url"):
+        assert option in shown

@@ -61,7 +61,21 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     )
 
 
+POLLED = "/internal/changes"
+
+
+class QuietPolls(logging.Filter):
+    """Leave out the access log lines of the gateways' reads of /internal/changes: each
+    gateway asks three times a second, which would bury every other line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        # uvicorn's access record: (client, method, path, http version, status)
+        return not (len(args) == 5 and str(args[2]).startswith(POLLED) and args[4] == 200)
+
+
 async def serve_api(settings: Settings, database: Database) -> None:
+    logging.getLogger("uvicorn.access").addFilter(QuietPolls())
     try:
         app = create_app(settings, database)
     except ValueError as error:  # a setting it cannot start with, such as a short secret

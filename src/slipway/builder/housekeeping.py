@@ -9,14 +9,14 @@ only combines existing packs: it never drops an object, so it is safe while a pu
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
+
+from slipway.filelock import exclusive
 
 log = logging.getLogger("slipway.builder")
 
@@ -24,17 +24,6 @@ log = logging.getLogger("slipway.builder")
 STALE_QUARANTINE_SECONDS = 3600.0
 REPACK = ["git", "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index"]
 LOCK_FILE = "slipway-housekeeping.lock"
-
-
-@contextmanager
-def exclusive(path: str) -> Iterator[None]:
-    """One housekeeping at a time per repository (others wait their turn)."""
-    descriptor = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)
 
 
 def _newest_change(path: str) -> float:
@@ -64,7 +53,7 @@ def housekeep(path: str, env: dict[str, str]) -> None:
     """Repack and tidy one repository (a missing one is fine: its app is gone)."""
     if not os.path.isdir(path):
         return
-    with exclusive(path):
+    with exclusive(os.path.join(path, LOCK_FILE)):  # one at a time per repository
         removed = remove_stale_quarantines(path)
         if removed:
             log.info("removed %d aborted pushes' objects from %s", len(removed), path)

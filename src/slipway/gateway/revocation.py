@@ -64,12 +64,22 @@ class AccessWatcher:
     _seen: dict[int, float] = field(default_factory=dict)
 
     async def run(self) -> None:
-        """Follow the changes until cancelled; an unreachable API is retried."""
+        """Follow the changes until cancelled; an unreachable API is retried (and said so
+        once a minute, not at every try)."""
+        failing_since: float | None = None
+        said = 0.0
         while True:
             try:
                 await self.poll()
+                if failing_since is not None:
+                    log.info("following access changes again")
+                failing_since = None
             except ControlPlaneError as error:
-                log.warning("cannot follow access changes: %s", error)
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - said >= 60:
+                    log.warning("cannot follow access changes: %s", error)
+                    said = now
             await asyncio.sleep(self.interval)
 
     async def poll(self) -> None:

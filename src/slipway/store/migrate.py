@@ -8,10 +8,7 @@ latest schema is left alone.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +16,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from slipway.filelock import exclusive
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -30,24 +29,19 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-@contextmanager
-def _sqlite_lock(engine: Engine) -> Iterator[None]:
+def _lock_file(engine: Engine) -> str | None:
+    """Where SQLite migrations take turns: beside the database file."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
-        return
+        return None  # PostgreSQL takes an advisory lock instead (migrations/env.py)
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)
+    return f"{database}.migrate-lock"
 
 
 def migrate(engine: Engine) -> bool:
     """Apply every migration not applied yet; True if there were some."""
-    with _sqlite_lock(engine):
+    lock_file = _lock_file(engine)
+    with exclusive(lock_file) if lock_file else nullcontext():
         if is_current(engine):
             return False
         config = alembic_config(engine.url.render_as_string(hide_password=False))

@@ -184,21 +184,21 @@ def test_connections_per_user_are_capped(capped: RunningGateway, api: ApiServer)
     add_app(api, "alice", "shop", "bob")
 
     async def scenario() -> None:
-        held = [await asyncssh.connect(**_options(capped, alice.key)) for _ in range(3)]
-        extra = await asyncssh.connect(**_options(capped, alice.key))
+        held = [await capped.open(alice.key) for _ in range(3)]
+        extra = await capped.open(alice.key)
         with pytest.raises((asyncssh.Error, OSError)):
             await asyncio.wait_for(
                 extra.run("git-upload-pack shop.git", stdin=asyncssh.DEVNULL, check=True), 10
             )
         extra.close()
         # Others are not affected, and alice gets her slot back when one closes.
-        async with asyncssh.connect(**_options(capped, bob.key)) as other:
+        async with capped.connect(bob.key) as other:
             assert (
                 await other.run("git-upload-pack shop.git", stdin=asyncssh.DEVNULL)
             ).exit_status == 0
         held.pop().close()
         await asyncio.sleep(0.5)
-        async with asyncssh.connect(**_options(capped, alice.key)) as again:
+        async with capped.connect(alice.key) as again:
             assert (
                 await again.run("git-upload-pack shop.git", stdin=asyncssh.DEVNULL)
             ).exit_status == 0
@@ -216,7 +216,7 @@ def test_the_fourth_connection_is_told_why(capped: RunningGateway, api: ApiServe
     add_app(api, "alice", "shop")
 
     async def scenario() -> str:
-        held = [await asyncssh.connect(**_options(capped, alice.key)) for _ in range(3)]
+        held = [await capped.open(alice.key) for _ in range(3)]
         try:
             result = capped.run_ssh(alice.key, "git-upload-pack shop.git")
             return result.stderr
@@ -231,17 +231,6 @@ def test_the_fourth_connection_is_told_why(capped: RunningGateway, api: ApiServe
 async def upload_pack(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHCompletedProcess:
     """``git-upload-pack shop.git`` (to the recording upstream), stdin closed at once."""
     return await conn.run("git-upload-pack shop.git", stdin=asyncssh.DEVNULL, check=True)
-
-
-def _options(gateway: RunningGateway, key: Path) -> dict[str, object]:
-    return {
-        "host": "127.0.0.1",
-        "port": gateway.port,
-        "username": "git",
-        "client_keys": [str(key)],
-        "known_hosts": str(gateway.known_hosts),
-        "agent_path": None,
-    }
 
 
 def test_env_requests_are_capped(
@@ -262,7 +251,7 @@ def test_env_requests_are_capped(
         big = {"HUGE": "y" * 30_000}
 
         async def scenario() -> int | None:
-            async with asyncssh.connect(**_options(gateway, alice.key)) as conn:
+            async with gateway.connect(alice.key) as conn:
                 result = await conn.run(
                     "git-upload-pack shop.git",
                     env={**flood, **big, "GIT_PROTOCOL": "version=2"},
@@ -284,7 +273,7 @@ def test_tunnel_slots_are_given_back(
     with_database(api, "alice", "shop", echo_database)
 
     async def scenario() -> None:
-        async with asyncssh.connect(**_options(gateway, alice.key)) as conn:
+        async with gateway.connect(alice.key) as conn:
             for number in range(50):  # five times the per-connection cap of 10
                 reader, writer = await conn.open_connection("shop", 5432)
                 writer.write(f"ping {number}".encode())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from slipway.builder import housekeeping
+import slipway.builder.housekeeping as housekeeping
 from slipway.builder.repositories import MB, RepoHost, repo_queue
 from tests.control_support import ApiServer, empty_database, serve_api
 from tests.gateway_support import RunningGateway, User, add_user, serve_gateway

@@ -31,17 +31,6 @@ def api_as(api: ApiServer, user: User) -> httpx.Client:
     return api.client(user.token)
 
 
-def _options(gateway: RunningGateway, key: Path) -> dict[str, object]:
-    return {
-        "host": "127.0.0.1",
-        "port": gateway.port,
-        "username": "git",
-        "client_keys": [str(key)],
-        "known_hosts": str(gateway.known_hosts),
-        "agent_path": None,
-    }
-
-
 @pytest.fixture
 def pushed(gateway: RunningGateway, api: ApiServer, source: Path) -> User:
     """alice, with the app shop pushed and bob as a collaborator."""
@@ -119,7 +108,7 @@ def test_an_open_push_session_ends_when_its_collaborator_goes(
     api_as(api, alice).post("/v1/apps/shop/collaborators", json={"user": "bob"}).raise_for_status()
 
     async def scenario() -> tuple[float, asyncssh.SSHCompletedProcess]:
-        async with asyncssh.connect(**_options(gateway, bob.key)) as conn:
+        async with gateway.connect(bob.key) as conn:
             process = await conn.create_process("git-receive-pack shop.git", encoding=None)
             assert b"refs/heads/main" in await process.stdout.readline()  # git waits for us
             await asyncio.to_thread(
@@ -144,7 +133,7 @@ def test_an_open_tunnel_closes_when_its_collaborator_goes(
     with_database(api, "alice", "shop", echo_database)
 
     async def scenario() -> float:
-        async with asyncssh.connect(**_options(gateway, bob.key)) as conn:
+        async with gateway.connect(bob.key) as conn:
             reader, writer = await conn.open_connection("shop", 5432)
             writer.write(b"hello")
             assert await reader.readexactly(5) == b"hello"
@@ -170,7 +159,7 @@ def test_a_destroyed_and_retaken_name_ends_the_old_sessions(
     api_as(api, alice).post("/v1/apps/shop/collaborators", json={"user": "bob"}).raise_for_status()
 
     async def scenario() -> asyncssh.SSHCompletedProcess:
-        async with asyncssh.connect(**_options(gateway, bob.key)) as conn:
+        async with gateway.connect(bob.key) as conn:
             process = await conn.create_process("git-upload-pack shop.git", encoding=None)
             assert b"refs/heads/main" in await process.stdout.readline()
 
