@@ -130,3 +130,18 @@ def install_hooks(path: str) -> None:
         with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "w") as file:
             file.write(wanted)
         os.replace(temporary, target)
+
+
+def adopt_named_repositories(data_dir: str, uids: dict[str, str]) -> list[str]:
+    """Rename repositories of an earlier version (``repos/NAME.git``) to their app's uid.
+
+    Only for apps that exist (``uids``: name to uid); a name whose app was destroyed keeps
+    its directory, unserved. Returns the names adopted."""
+    repos = os.path.join(data_dir, "repos")
+    adopted = []
+    for name, uid in uids.items():
+        old, new = os.path.join(repos, f"{name}.git"), repository_path(data_dir, uid)
+        if os.path.isdir(old) and not os.path.exists(new):
+            os.rename(old, new)
+            adopted.append(name)
+    return adopted

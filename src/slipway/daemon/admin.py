@@ -155,12 +155,14 @@ def key_owner(
 def migrate_command(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Create the database, or bring it to the latest schema (`up` and the API also do)."""
     from slipway.config import load_settings
+    from slipway.daemon.up import adopt_repositories
     from slipway.store.db import Database
     from slipway.store.migrate import migrate
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     database = Database(settings.effective_database_url)
     changed = migrate(database.engine)
+    adopt_repositories(settings, database)
     shown = database.engine.url.render_as_string(hide_password=True)
     print(
         f"database {shown}: " + ("migrated to" if changed else "already at") + " the latest schema"

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,6 +22,9 @@ from slipway.embedded.datadir import AlreadyRunning, DataDirLock
 from slipway.embedded.redis_server import redis_service
 from slipway.embedded.supervisor import Service, ServiceError, Supervisor
 from slipway.graceful import listen
+
+if TYPE_CHECKING:
+    from slipway.store.db import Database
 
 NOT_YET_STARTED = {
     "runner": "app runner and router",
@@ -159,6 +163,7 @@ def up(
         lock.acquire()
         database = Database(settings.effective_database_url)
         migrate(database.engine)  # once, before any child can race another to it
+        adopt_repositories(settings, database)
         database.dispose()
         supervisor = Supervisor(_embedded_services(settings))
         supervisor.start()
@@ -183,6 +188,21 @@ def up(
         )
         raise typer.Exit(1)
     print("Slipway stopped.")
+
+
+def adopt_repositories(settings: Settings, database: Database) -> None:
+    """Repositories an earlier version named after their app get the app's uid."""
+    from sqlalchemy import select
+
+    from slipway.builder.repositories import adopt_named_repositories
+    from slipway.store.models import App
+
+    if settings.repo_host != "local":
+        return  # a repo host of its own does this with its own data dir
+    with database.session() as session:
+        uids = {name: uid for name, uid in session.execute(select(App.name, App.uid))}
+    for name in adopt_named_repositories(str(settings.data_dir), uids):
+        print(f"  repository of {name} renamed after its uid (made by an earlier version)")
 
 
 def _banner(settings: Settings, supervisor: Supervisor) -> None:

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic import command
+from sqlalchemy import text
+
 from slipway.api.app import create_app
 from slipway.config import Settings
 from slipway.store.db import Database
-from slipway.store.migrate import is_current
+from slipway.store.migrate import alembic_config, is_current
 
 SLIPWAYD = Path(sys.executable).parent / "slipwayd"
 
@@ -57,3 +60,23 @@ def test_the_internal_secret_is_generated_once_and_private(tmp_path: Path) -> No
     assert len(first.state.internal_secret) >= 40
     second = create_app(Settings(data_dir=tmp_path / "data"), database)
     assert second.state.internal_secret == first.state.internal_secret
+
+
+def test_migrating_adopts_the_repositories_of_an_earlier_version(tmp_path: Path) -> None:
+    """Before 0003 repositories were named after their app: they get its uid, keeping
+    their code; one whose app is gone keeps its name and is served to nobody."""
+    data = tmp_path / "data"
+    database = Database(f"sqlite:///{data / 'slipway.db'}")
+    command.upgrade(alembic_config(database.engine.url.render_as_string()), "0002")
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO apps (name, created_at) VALUES ('shop', '2026')"))
+    for name in ("shop", "gone"):
+        subprocess.run(["git", "init", "-q", "--bare", str(data / "repos" / f"{name}.git")])
+    migrated = slipwayd(data, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "repository of shop renamed after its uid" in migrated.stdout
+    with database.engine.connect() as connection:
+        uid = connection.execute(text("SELECT uid FROM apps")).scalar_one()
+    assert (data / "repos" / f"{uid}.git" / "HEAD").exists()
+    assert not (data / "repos" / "shop.git").exists() and (data / "repos" / "gone.git").exists()
+    database.dispose()
