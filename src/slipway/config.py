@@ -18,16 +18,11 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from slipway.builder.repositories import MB, RepoHost
+from slipway.builder.repositories import MB, RepoHost, default_data_dir
 
 # The shortest internal secret accepted: shorter ones (an empty variable, a truncated file)
 # would let anyone guess their way into /internal.
 MIN_SECRET_BYTES = 32
-
-
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "slipway"
 
 
 class Settings(BaseSettings):
@@ -35,7 +30,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SLIPWAY_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=lambda: Path(default_data_dir()))
     host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     ssh_port: int = Field(default=2222, ge=1, le=65535)

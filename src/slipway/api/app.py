@@ -11,6 +11,7 @@ from slipway.api import errors, internal, metrics, public
 from slipway.api.auth import Db
 from slipway.api.limits import BodyLimit
 from slipway.config import Settings
+from slipway.jobs import Client
 from slipway.store.db import Database
 
 
@@ -25,6 +26,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.internal_secret = settings.effective_internal_secret()
+    # Jobs for repo hosts go to the platform's Redis; none when the API runs without one.
+    app.state.jobs = Client(settings.redis_url) if settings.redis_url else None
     errors.install(app)
     metrics.install(app)
     app.include_router(public.router)

@@ -13,21 +13,12 @@ from slipway.jobs import Client
 log = logging.getLogger("slipway.api")
 
 
-def _jobs(app: FastAPI) -> Client | None:
-    """The platform's Redis (SLIPWAY_REDIS_URL), or None when the API runs without one."""
-    if not hasattr(app.state, "jobs"):
-        url = app.state.settings.redis_url
-        app.state.jobs = Client(url) if url else None
-    jobs: Client | None = app.state.jobs
-    return jobs
-
-
 def delete_repository(app: FastAPI, uid: str) -> None:
     """Ask the repo host to delete a destroyed app's repository (retried by the job system).
 
     Nobody can reach it once the app is gone (it is named by the app's uid), so a failure
     here leaves disk space behind, never data that someone else could read."""
-    jobs = _jobs(app)
+    jobs: Client | None = app.state.jobs
     if jobs is None:
         log.warning("no Redis configured: the repository %s stays on disk", uid)
         return

@@ -71,12 +71,12 @@ class ControlPlane:
         self._keys[fingerprint] = (now + ttl, owner)
         return owner
 
-    def forget_keys(self, fingerprints: set[str | None] | None) -> None:
+    def forget_keys(self, fingerprints: set[str] | None) -> None:
         """Drop cached key owners: these (None: all)."""
         if fingerprints is None:
             self._keys.clear()
         for fingerprint in fingerprints or ():
-            self._keys.pop(fingerprint or "", None)
+            self._keys.pop(fingerprint, None)
 
     async def access_changes(self, since: str | None) -> tuple[str, list[AccessChange]]:
         """The changes since ``since`` (and a little before), and what to ask from next."""

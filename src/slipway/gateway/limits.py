@@ -50,7 +50,7 @@ class ConnectionLimits:
 
     def admit(self, source: str) -> str | None:
         """None to accept a new connection from ``source`` (counted as unauthenticated
-        until :meth:`authenticated` or :meth:`ended`), or why it is refused."""
+        until :meth:`done_starting`), or why it is refused."""
         if not self._spend_token(source):
             return "connection rate limit"
         if self._starting[source] >= self.per_source:
@@ -65,14 +65,8 @@ class ConnectionLimits:
         self.unauthenticated += 1
         return None
 
-    def authenticated(self, source: str) -> None:
-        self._release(source)
-
-    def ended(self, source: str) -> None:
-        """An admitted connection ended before authenticating."""
-        self._release(source)
-
-    def _release(self, source: str) -> None:
+    def done_starting(self, source: str) -> None:
+        """An admitted connection authenticated, or ended before it could."""
         self.unauthenticated -= 1
         self._starting[source] -= 1
         if self._starting[source] <= 0:

@@ -87,7 +87,7 @@ class AccessWatcher:
         now = time.monotonic()
         if self._since is not None and now - self._heard > RESET_AFTER:
             log.warning("access changes unheard for %.0f s: checking everything", now - self._heard)
-            await self.check_everything()
+            await self.apply(None)
         elif fresh := [change for change in changes if change.id not in self._seen]:
             await self.apply(fresh)
             for change in fresh:
@@ -95,31 +95,23 @@ class AccessWatcher:
         self._since, self._heard = since, now
         self._seen = {id_: at for id_, at in self._seen.items() if now - at < SEEN_FOR}
 
-    async def apply(self, changes: list[AccessChange]) -> None:
-        keys = {change.fingerprint for change in changes if change.kind == "key"}
+    async def apply(self, changes: list[AccessChange] | None) -> None:
+        """Check again what ``changes`` concern; None: everything (after a gap)."""
+        keys = None
+        if changes is not None:
+            keys = {c.fingerprint for c in changes if c.kind == "key" and c.fingerprint}
         self.control.forget_keys(keys)
         for connection in list(self.connections()):
             identity = connection.identity
             if identity is None:
                 continue
-            if identity.fingerprint in keys and not await self._key_still_theirs(identity):
+            concerned = keys is None or identity.fingerprint in keys
+            if concerned and not await self._key_still_theirs(identity):
                 connection.revoke("your SSH key was removed from your Slipway account")
                 continue
             for channel in list(connection.channels):
-                if any(_concerns(change, identity, channel) for change in changes):
+                if changes is None or any(_concerns(c, identity, channel) for c in changes):
                     await self._check_channel(identity, channel)
-
-    async def check_everything(self) -> None:
-        self.control.forget_keys(None)
-        for connection in list(self.connections()):
-            identity = connection.identity
-            if identity is None:
-                continue
-            if not await self._key_still_theirs(identity):
-                connection.revoke("your SSH key was removed from your Slipway account")
-                continue
-            for channel in list(connection.channels):
-                await self._check_channel(identity, channel)
 
     async def _key_still_theirs(self, identity: Identity) -> bool:
         owner = await self.control.key_owner(identity.fingerprint)

@@ -137,7 +137,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.gateway.check_drained()
         self.gateway.metrics.open_connections.dec()
         if self.identity is None:
-            self.gateway.config.limits.ended(self.source)
+            self.gateway.config.limits.done_starting(self.source)
         else:
             self.gateway.per_user[self.identity.user] -= 1
             if self.gateway.per_user[self.identity.user] <= 0:
@@ -195,7 +195,7 @@ class GatewayConnection(asyncssh.SSHServer):
         if self.connection is not None:
             vars(self.connection).pop("data_received", None)  # back to normal ACKs
         self.identity = self.candidate
-        self.gateway.config.limits.authenticated(self.source)
+        self.gateway.config.limits.done_starting(self.source)
         user = self.identity.user
         self.gateway.per_user[user] += 1
         allowed = self.gateway.config.max_connections_per_user
@@ -459,7 +459,7 @@ class Gateway:
             log.debug("connection from %s ended before authentication: %s", client, error)
         finally:
             if self.arrivals.pop(peer, None) is not None:  # never reached the SSH server
-                self.config.limits.ended(source)
+                self.config.limits.done_starting(source)
 
     def _from_balancer(self, address: str) -> bool:
         if not self._proxy_networks:

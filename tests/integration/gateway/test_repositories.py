@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import select
 
 import slipway.builder.housekeeping as housekeeping
 from slipway.builder.repositories import MB, RepoHost, repo_queue
+from slipway.store.models import App
 from tests.control_support import ApiServer, empty_database, serve_api
 from tests.gateway_support import RunningGateway, User, add_user, serve_gateway
 from tests.services import RedisServer, wait_until
@@ -38,10 +40,6 @@ class Platform:
         response = self.api.client(user.token).post("/v1/apps", json={"name": name})
         response.raise_for_status()
         with self.api.database.session() as session:
-            from sqlalchemy import select
-
-            from slipway.store.models import App
-
             return str(session.scalar(select(App.uid).where(App.name == name)))
 
     def destroy_app(self, user: User, name: str) -> None:
