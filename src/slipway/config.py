@@ -77,6 +77,25 @@ class Settings(BaseSettings):
     max_push_mb: int = Field(default=RepoHost.max_push // MB, ge=1)  # one push's pack
     git_memory_mb: int = Field(default=RepoHost.git_memory // MB, ge=64)  # each git's heap
 
+    # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
+    # host's own API.
+    api_url: str | None = None
+
+    # Builds (slipway.builder.build): seconds a build may take, the largest slug (compressed),
+    # releases whose slugs are kept (older ones are pruned), and where builds run and caches
+    # live (default: DATA_DIR/apps; see slipway.appuser).
+    build_timeout: int = Field(default=15 * 60, ge=10)
+    slug_max_mb: int = Field(default=500, ge=1)
+    keep_releases: int = Field(default=5, ge=1)
+    apps_dir: Path | None = None
+
+    @property
+    def effective_api_url(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.http_port}"
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
@@ -100,6 +119,7 @@ class Settings(BaseSettings):
             max_push=self.max_push_mb * MB,
             git_memory=self.git_memory_mb * MB,
             redis_url=self.redis_url,
+            api_url=self.effective_api_url,
         )
 
     def effective_internal_secret(self) -> str:

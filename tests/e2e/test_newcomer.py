@@ -1,5 +1,5 @@
 """The README's path for a newcomer, on `slipwayd up`: create a user, log in, add a key,
-create an app inside a git repository, push it, and clone it back."""
+create an app inside a git repository, push it (it builds a release), and clone it back."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
         app = home / "hello"
         app.mkdir()
         run("git", "init", "-q", "--initial-branch=main", cwd=app)
-        (app / "Procfile").write_text("web: python -m http.server $PORT\n")
+        (app / "Procfile").write_text("web: python3 -m http.server $PORT\n")
         run("git", "add", ".", cwd=app)
         run("git", "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "hello", cwd=app)
         run(SLIPWAY, "apps", "create", "hello", cwd=app)
@@ -60,7 +60,12 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
             f"ssh -o UserKnownHostsFile={known_hosts} -o BatchMode=yes "
             f"-i {home / '.ssh' / 'id_ed25519'} -o IdentitiesOnly=yes"
         )
-        run("git", "push", "-q", "slipway", "main", cwd=app)
+        pushed = subprocess.run(
+            ["git", "push", "slipway", "main"], cwd=app, env=env, capture_output=True, text=True
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        assert "remote: -----> Procfile app detected" in pushed.stderr
+        assert "remote: -----> Released v1" in pushed.stderr
         run("git", "clone", "-q", f"ssh://git@127.0.0.1:{ssh_port}/hello.git", str(home / "copy"))
         assert (home / "copy" / "Procfile").read_text() == (app / "Procfile").read_text()
     finally:

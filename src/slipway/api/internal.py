@@ -17,14 +17,20 @@ from slipway.api.schemas import (
     AccessChangesOut,
     AuthorizeIn,
     AuthorizeOut,
+    BuildInfoOut,
     Destination,
+    FinishIn,
+    FinishOut,
     KeyOwnerOut,
+    PushIn,
+    PushOut,
+    RecordId,
     Repository,
 )
-from slipway.store import accounts, apps
+from slipway.store import accounts, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
-from slipway.store.models import utcnow
+from slipway.store.models import App, utcnow
 
 router = APIRouter(prefix="/internal", dependencies=[Depends(edge_service)], tags=["internal"])
 
@@ -84,4 +90,72 @@ def access_changes(db: Db, since: datetime | None = None) -> AccessChangesOut:
                 )
                 for c in found
             ],
+        )
+
+
+# -- builds, for repo hosts (slipway.builder) ----------------------------------------------
+
+
+@router.post("/apps/{uid}/deployments")
+def open_deployment(db: Db, uid: str, body: PushIn) -> PushOut:
+    """A push arrives: which ref deploys (the app's deploy branch), as a new deployment."""
+    with db.session() as session:
+        app = apps.app_by_uid(session, uid)
+        updates = [deployments.RefUpdate(u.ref, u.old, u.new) for u in body.updates]
+        push = deployments.open_deployment(session, app, updates, body.pusher)
+        found = push.deployment
+        return PushOut(
+            app=app.name,
+            deploy_branch=push.deploy_branch,
+            deployment_id=found.id if found else None,
+            ref=found.ref if found else None,
+            skipped=push.skipped,
+        )
+
+
+@router.post("/deployments/{deployment_id}/build")
+def start_build(db: Db, deployment_id: RecordId) -> BuildInfoOut:
+    """A worker starts the build: what it needs, config vars included (for ENV_DIR)."""
+    with db.session() as session:
+        deployment = deployments.deployment_by_id(session, deployment_id)
+        deployments.start_building(deployment)
+        app = session.get(App, deployment.app_id)
+        assert app is not None
+        return BuildInfoOut(
+            app=app.name,
+            app_uid=app.uid,
+            commit=deployment.commit,
+            ref=deployment.ref,
+            pusher=deployment.pusher,
+            env=apps.env_of(session, app),
+        )
+
+
+@router.post("/deployments/{deployment_id}/finish")
+def finish_deployment(
+    request: Request, db: Db, deployment_id: RecordId, body: FinishIn
+) -> FinishOut:
+    """The build has ended; a success becomes the app's next release (with its config now)."""
+    host = request.app.state.settings.repo_host
+    keep = request.app.state.settings.keep_releases
+    with db.session() as session:
+        deployment = deployments.deployment_by_id(session, deployment_id)
+        app = session.get(App, deployment.app_id)
+        assert app is not None
+        build = None
+        if body.build is not None:
+            build = releases.Build(slug_host=host, **body.build.model_dump())
+        deployments.finish(
+            session,
+            deployment,
+            body.status,
+            error=body.error,
+            log=body.log,
+            build=build,
+            config=apps.env_of(session, app),
+        )
+        return FinishOut(
+            status=deployment.status,
+            release_version=deployment.release_version,
+            keep_slugs=releases.kept_slugs(session, app, keep),
         )

@@ -17,6 +17,7 @@ from slipway.api.schemas import (
     CollaboratorIn,
     CollaboratorOut,
     EnvChange,
+    EnvChangedOut,
     EnvOut,
     KeyChallengeOut,
     KeyIn,
@@ -28,7 +29,7 @@ from slipway.api.schemas import (
     TokenOut,
     UserOut,
 )
-from slipway.store import accounts, apps
+from slipway.store import accounts, apps, releases
 from slipway.store.apps import Action
 from slipway.store.models import ApiToken, App, User
 from slipway.store.sshkeys import parse_public_key
@@ -52,6 +53,7 @@ def app_out(request: Request, session: Session, app: App, user: User) -> AppOut:
         role=apps.role_of(session, app, user) or "",
         created_at=app.created_at,
         git_remote=git_remote(request, app.name),
+        deploy_branch=app.deploy_branch,
     )
 
 
@@ -229,7 +231,13 @@ def get_env(db: Db, caller: CurrentCaller, app: str) -> EnvOut:
 
 
 @router.patch("/apps/{app}/env", tags=["apps"])
-def change_env(db: Db, caller: CurrentCaller, app: str, body: EnvChange) -> EnvOut:
+def change_env(db: Db, caller: CurrentCaller, app: str, body: EnvChange) -> EnvChangedOut:
+    """Set and unset variables in one step; once the app has a release, this makes the next
+    one (the same slug with the new config), as on Heroku."""
     with db.session() as session:
-        found = apps.app_for(session, caller.user(session), app, Action.WRITE)
-        return EnvOut(env=apps.change_env(session, found, body.env))
+        user = caller.user(session)
+        found = apps.app_for(session, user, app, Action.WRITE)
+        env = apps.change_env(session, found, body.env)
+        description = releases.config_change_description(body.env)
+        release = releases.release_config(session, found, env, description, user.name)
+        return EnvChangedOut(env=env, release_version=release.version if release else None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
@@ -79,6 +80,9 @@ class AppOut(BaseModel):
     role: str = Field(description="Your role: owner or collaborator.")
     git_remote: str
     created_at: datetime
+    deploy_branch: str | None = Field(
+        None, description="Pushes of this branch deploy (set by the first push of main/master)."
+    )
 
 
 class CollaboratorIn(BaseModel):
@@ -94,6 +98,12 @@ class CollaboratorOut(BaseModel):
 
 class EnvOut(BaseModel):
     env: dict[str, str]
+
+
+class EnvChangedOut(EnvOut):
+    release_version: int | None = Field(
+        description="The release the change made (none before the first build)."
+    )
 
 
 class EnvChange(BaseModel):
@@ -144,3 +154,103 @@ class AccessChangeOut(BaseModel):
 class AccessChangesOut(BaseModel):
     now: datetime = Field(description="Ask again with `since` set to this.")
     changes: list[AccessChangeOut]
+
+
+class AppChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deploy_branch: str | None = Field(
+        None, max_length=200, description="The branch whose pushes build and deploy."
+    )
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    status: str = Field(
+        description="queued, building, success, build-error, timeout-error or aborted."
+    )
+    ref: str
+    commit: str
+    pusher: str | None
+    buildpack: str | None
+    error: str | None = Field(description="Why it failed, as the pusher saw it.")
+    release_version: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None = Field(description="Seconds from the build's start to its end.")
+
+
+class ReleaseOut(BaseModel):
+    version: int
+    description: str
+    commit: str
+    buildpack: str
+    process_types: dict[str, str]
+    release_command: str | None
+    slug_size: int
+    created_by: str | None
+    created_at: datetime
+    deployment_id: int | None
+    build_seconds: float | None
+
+
+# Ids in paths: within the database's integer range, so that a huge one is a 422, not a 500.
+RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+# -- /internal, for repo hosts ------------------------------------------------------------
+
+
+class RefUpdateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ref: str = Field(max_length=1000)
+    old: str = Field(pattern="^[0-9a-f]{40,64}$")
+    new: str = Field(pattern="^[0-9a-f]{40,64}$")
+
+
+class PushIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    updates: list[RefUpdateIn] = Field(max_length=1000)
+    pusher: str | None = Field(None, max_length=100)
+
+
+class PushOut(BaseModel):
+    app: str
+    deploy_branch: str | None
+    deployment_id: int | None = Field(description="The deployment the push starts, if any.")
+    ref: str | None = Field(description="The ref that deploys.")
+    skipped: list[str] = Field(description="Pushed refs that do not deploy.")
+
+
+class BuildInfoOut(BaseModel):
+    app: str
+    app_uid: str
+    commit: str
+    ref: str
+    pusher: str | None
+    env: dict[str, str] = Field(description="The config vars, for the buildpack's ENV_DIR.")
+
+
+class BuildIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug_id: str = Field(pattern="^[0-9a-f]{32}$")
+    slug_size: int = Field(ge=0)
+    commit: str = Field(pattern="^[0-9a-f]{40,64}$")
+    buildpack: str = Field(max_length=100)
+    process_types: dict[str, str]
+    release_command: str | None = Field(None, max_length=10_000)
+    build_seconds: float | None = None
+
+
+class FinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(pattern="^(success|build-error|timeout-error|aborted)$")
+    error: str | None = Field(None, max_length=10_000)
+    log: str | None = None
+    build: BuildIn | None = None
+
+
+class FinishOut(BaseModel):
+    status: str
+    release_version: int | None
+    keep_slugs: list[str] = Field(description="The app's slugs to keep; others may go.")

@@ -1,10 +1,10 @@
 """git-shell: serves one git command on the host that holds the repositories.
 
-Given the canonical command ``VERB REPOSITORY APP`` (the repository is the app's uid, the
-name only words messages), it validates all three again, creates the bare repository on the
-first push, and runs git with fixed arguments, a clean environment and the host's limits.
-Repo hosts run it over SSH (``slipwayd git-shell``, or the quicker
-``python -I -m slipway.builder.gitshell``); the gateway's local upstream calls
+Given the canonical command ``VERB REPOSITORY APP [USER]`` (the repository is the app's uid,
+the name only words messages, the user is who pushes), it validates them all again, creates
+the bare repository on the first push, and runs git with fixed arguments, a clean
+environment and the host's limits. Repo hosts run it over SSH (``slipwayd git-shell``, or
+the quicker ``python -I -m slipway.builder.gitshell``); the gateway's local upstream calls
 :func:`git_command` in-process and saves a Python start per session. It imports only what it
 must from the standard library, so it starts fast.
 """
@@ -24,7 +24,7 @@ from slipway.builder.repositories import (
     megabytes,
     repository_path,
 )
-from slipway.store.names import APP_NAME
+from slipway.store.names import APP_NAME, USER_NAME
 
 VERBS = {
     "git-receive-pack": "receive-pack",
@@ -68,15 +68,24 @@ class GitRun:
 
 
 def git_command(
-    host: RepoHost, verb: str, repository: str, app: str, git_protocol: str | None = None
+    host: RepoHost,
+    verb: str,
+    repository: str,
+    app: str,
+    git_protocol: str | None = None,
+    pusher: str | None = None,
 ) -> GitRun:
     """How to serve ``verb`` on the repository; creates it on the first push. ShellError for
-    anything else, or a push the quota leaves no room for."""
+    anything else, or a push the quota leaves no room for. ``pusher`` reaches the hooks."""
     if verb not in VERBS:
         raise ShellError("only git push and fetch are allowed here")
     if not REPOSITORY_ID.fullmatch(repository) or not APP_NAME.fullmatch(app):
         raise ShellError(f"{app!r} is not a repository here")
+    if pusher is not None and not USER_NAME.fullmatch(pusher):
+        raise ShellError(f"{pusher!r} is not a user name")
     env = clean_environment(host, git_protocol)
+    if pusher is not None:
+        env["SLIPWAY_PUSHER"] = pusher
     path = repository_path(host.data_dir, repository)  # absolute: never read as an option
     if verb != "git-receive-pack":
         if not os.path.isdir(path):
@@ -135,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = None
     if len(words) >= 2 and words[0] == "--data-dir":
         data_dir, words = words[1], words[2:]
-    if len(words) != 3:
-        print("slipway: usage: git-shell [--data-dir DIR] VERB REPOSITORY APP", file=sys.stderr)
+    if len(words) not in (3, 4):
+        print(
+            "slipway: usage: git-shell [--data-dir DIR] VERB REPOSITORY APP [USER]",
+            file=sys.stderr,
+        )
         return 2
     host = RepoHost.from_environ(data_dir)
-    verb, repository, app = words
+    verb, repository, app = words[:3]
+    pusher = words[3] if len(words) == 4 else None
     try:
-        run = git_command(host, verb, repository, app, os.environ.get("GIT_PROTOCOL"))
+        run = git_command(host, verb, repository, app, os.environ.get("GIT_PROTOCOL"), pusher)
     except ShellError as error:
         print(f"slipway: {error}", file=sys.stderr)
         return 1

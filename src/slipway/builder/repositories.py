@@ -24,6 +24,16 @@ DELETE_RETRIES = 10  # over about a day and a half, with Sidekiq's backoff
 HOUSEKEEP_REPOSITORY = "slipway.housekeep_repository"
 
 
+BUILD = "slipway.build"
+
+# Settings hooks read like the worker does (slipway.config), when this host has them.
+PASSED_TO_HOOKS = (
+    "SLIPWAY_INTERNAL_SECRET",
+    "SLIPWAY_APPS_DIR",
+    "SLIPWAY_SLUG_MAX_MB",
+)
+
+
 def repo_queue(host: str) -> str:
     """The job queue of the repo host the API calls ``host`` ("local", "user@host:port")."""
     return "repos-" + re.sub(r"[^a-z0-9.-]+", "-", host.lower())
@@ -51,7 +61,8 @@ class RepoHost:
     max_push: int = 512 * MB  # one push's pack
     git_memory: int = 1024 * MB  # heap of each git process (RLIMIT_DATA)
     name: str = "local"  # this host, as the API names it (SLIPWAY_REPO_HOST)
-    redis_url: str | None = None  # where hooks enqueue jobs; None: no housekeeping
+    redis_url: str | None = None  # where hooks enqueue jobs; None: no builds, no housekeeping
+    api_url: str | None = None  # where hooks open deployments; None: pushes do not build
 
     @classmethod
     def from_environ(cls, data_dir: str | None = None) -> RepoHost:
@@ -63,12 +74,18 @@ class RepoHost:
             git_memory=_megabytes_from_env("SLIPWAY_GIT_MEMORY_MB", 1024),
             name=os.environ.get("SLIPWAY_REPO_HOST") or "local",
             redis_url=os.environ.get("SLIPWAY_REDIS_URL") or None,
+            api_url=os.environ.get("SLIPWAY_API_URL") or None,
         )
 
     def hook_environment(self) -> dict[str, str]:
         env = {"SLIPWAY_DATA_DIR": self.data_dir, "SLIPWAY_REPO_HOST": self.name}
         if self.redis_url:
             env["SLIPWAY_REDIS_URL"] = self.redis_url
+        if self.api_url:
+            env["SLIPWAY_API_URL"] = self.api_url
+        for name in PASSED_TO_HOOKS:
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         return env
 
     def limit_memory(self, pid: int = 0) -> None:
@@ -101,7 +118,7 @@ def disk_usage(path: str) -> int:
     return total
 
 
-HOOKS = ("post-receive",)
+HOOKS = ("pre-receive", "post-receive")
 
 
 def hook_script(hook: str) -> str:

@@ -20,7 +20,7 @@ from slipway.cli.output import console, show
 from slipway.store.errors import Invalid
 from slipway.store.names import check_app_name
 
-APP_COLUMNS = ["name", "owner", "role", "git_remote", "created_at"]
+APP_COLUMNS = ["name", "owner", "role", "git_remote", "deploy_branch", "created_at"]
 
 apps = typer.Typer(help="Create and manage apps.", no_args_is_help=True)
 collaborators = typer.Typer(help="Share an app with other users.", no_args_is_help=True)
@@ -90,6 +90,26 @@ def apps_info(
 ) -> None:
     """Show an app."""
     show(Api.logged_in().call("GET", app_path(detect_app(app, remote))), as_json, APP_COLUMNS)
+
+
+@apps.command("deploy-branch")
+def apps_deploy_branch(
+    branch: Annotated[
+        str | None, typer.Argument(help="The branch whose pushes deploy; omit to show it.")
+    ] = None,
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Show or set the branch whose pushes build and deploy (the first push of main, else
+    master, sets it); pushes of other branches are stored only."""
+    api = Api.logged_in()
+    path = app_path(detect_app(app, remote))
+    if branch is None:
+        current = api.call("GET", path)["deploy_branch"]
+        console.print(current or "not set yet: the first push of main (or master) sets it")
+        return
+    api.call("PATCH", path, json={"deploy_branch": branch})
+    console.print(f"Pushes of {branch} now deploy.")
 
 
 def remotes_pointing_to(url: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -52,6 +53,13 @@ class Api:
             body = None
         if response.is_success:
             return body
+        self._raise(response, path)
+
+    def _raise(self, response: httpx.Response, path: str) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         message = body.get("message") if isinstance(body, dict) else None
         message = message or f"HTTP {response.status_code} from {self.api_url}{path}"
         if response.status_code == 401:
@@ -68,3 +76,17 @@ class Api:
             if len(items) >= body["total"] or not body["items"]:
                 return items
             page += 1
+
+    def lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
+        """A streamed plain-text response, line by line as it comes (no read timeout: a
+        followed build log may stay silent for a while)."""
+        try:
+            with self.http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(None, connect=5.0)
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise(response, path)
+                yield from response.iter_lines()
+        except httpx.TransportError as error:
+            raise CliError(f"cannot reach the Slipway API at {self.api_url}: {error}") from None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slipway import __version__
-from slipway.cli import account
+from slipway.cli import account, deployments
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
 from slipway.cli.errors import CliError
@@ -60,6 +60,9 @@ app.add_typer(account.tokens, name="tokens")
 app.add_typer(apps, name="apps")
 app.add_typer(collaborators, name="collaborators")
 app.add_typer(env, name="env")
+app.command()(deployments.deployments)
+app.command("deployment-logs")(deployments.deployment_logs)
+app.command()(deployments.releases)
 
 
 @app.command()
@@ -69,7 +72,6 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")])
 
 
 NOT_BUILT = {
-    "deployments": "List an app's deployments.",
     "logs": "Show an app's logs (-n N, -f to follow, -F to filter).",
     "run": "Run a one-off command in an app's environment: slipway run -- CMD.",
     "db-tunnel": "Open a local port forwarded to an app's database through the SSH gateway.",

@@ -288,12 +288,23 @@ def git_shell(
     ],
     repository: Annotated[str, typer.Argument(help="The app's uid, which names its repository.")],
     app_name: Annotated[str, typer.Argument(metavar="APP", help="The app's name, for messages.")],
+    user: Annotated[
+        str | None, typer.Argument(help="Who pushes (their deployment names them).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Serve one git command for the gateway (called by it, not by hand)."""
     from slipway.builder import gitshell
 
     settings = load_settings(data_dir=data_dir)
-    raise typer.Exit(
-        gitshell.main(["--data-dir", str(settings.data_dir), verb, repository, app_name])
-    )
+    words = [verb, repository, app_name, *([user] if user else [])]
+    raise typer.Exit(gitshell.main(["--data-dir", str(settings.data_dir), *words]))
+
+
+def hook(
+    name: Annotated[str, typer.Argument(metavar="HOOK", help="pre-receive or post-receive.")],
+) -> None:
+    """Run a git hook of a Slipway repository (git calls it, from the repository)."""
+    from slipway.builder import hooks
+
+    raise typer.Exit(hooks.main([name]))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from slipway.store.db import Database
 
 NOT_YET_STARTED = {
-    "runner": "app runner and router",
+    "runner": "app runner and router (pushes build releases; nothing runs them yet)",
 }
 
 NEXT_STEPS = """\
@@ -85,6 +85,8 @@ def _embedded_services(settings: Settings) -> list[Service]:
             argv=[
                 *role,
                 *("worker", "-r", PLATFORM_JOBS, "-q", queue, "-c", "2", "--reliable"),
+                # An upgrade lets running builds finish rather than cut them.
+                *("-t", str(settings.build_timeout + 30)),
                 *("--tag", "slipway", "--pid-file", str(settings.data_dir / "worker.pid")),
                 *("--redis-url", settings.redis_url or ""),  # not a REDIS_URL of the shell's
             ],
@@ -173,9 +175,8 @@ def up(
     except KeyboardInterrupt:  # the supervisor has stopped what it had started
         typer.echo("slipwayd up: interrupted while starting; stopped everything", err=True)
         raise typer.Exit(130) from None
-    _banner(settings, supervisor)
     try:
-        exited = supervisor.wait()
+        exited = supervisor.wait(announce=lambda: _banner(settings, supervisor))
         supervisor.stop()
     finally:
         _remove_stale_pid_files(settings.data_dir)

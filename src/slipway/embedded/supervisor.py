@@ -193,9 +193,10 @@ class Supervisor:
                 )
                 print(f"  {service.name:<8} upgrade failed, still serving: {error}", flush=True)
 
-    def wait(self) -> Service | None:
+    def wait(self, announce: Callable[[], None] | None = None) -> Service | None:
         """Block until SIGINT/SIGTERM (returns None) or a child exits (returns it); SIGHUP
-        upgrades in between."""
+        upgrades in between. ``announce`` runs once the signals are ours: whoever it tells
+        that we run may stop us at once."""
 
         def request_stop(signum: int, frame: object) -> None:
             self._stopping = True
@@ -210,6 +211,8 @@ class Supervisor:
         }
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         try:
+            if announce is not None:
+                announce()
             while not self._stopping:
                 if self._upgrade_requested:
                     self._upgrade_requested = False

@@ -32,6 +32,7 @@ class Refused(Exception):
 class GitCommand:
     verb: str  # one of VERBS
     app: str
+    user: str | None = None  # who runs it, once authenticated: a push's deployment names them
 
     @property
     def action(self) -> str:
@@ -39,8 +40,9 @@ class GitCommand:
 
     def argv(self, repository: str) -> list[str]:
         """The canonical form: what an upstream's git-shell receives (the repository is the
-        app's uid, from the API)."""
-        return [self.verb, repository, self.app]
+        app's uid, from the API), and for a push who pushed."""
+        pusher = [self.user] if self.user and self.verb == "git-receive-pack" else []
+        return [self.verb, repository, self.app, *pusher]
 
 
 def parse_command(command: str | None) -> GitCommand:

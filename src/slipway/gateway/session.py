@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncssh
@@ -89,7 +89,9 @@ class GitSession:
         live.app, live.action, live.repository = command.app, command.action, grant.repository_id
         try:
             running = await self.upstream_for(grant.repository_host).start(
-                command, grant.repository_id, git_protocol(process.env.get("GIT_PROTOCOL"))
+                replace(command, user=record.identity.user),
+                grant.repository_id,
+                git_protocol(process.env.get("GIT_PROTOCOL")),
             )
         except (OSError, asyncssh.Error, ValueError) as error:
             log.error("cannot start %s on %s: %s", command.verb, grant.repository_host, error)

@@ -113,7 +113,13 @@ class LocalUpstream:
     ) -> Running:
         try:
             run = await asyncio.to_thread(
-                git_command, self.host, command.verb, repository, command.app, git_protocol
+                git_command,
+                self.host,
+                command.verb,
+                repository,
+                command.app,
+                git_protocol,
+                command.user,
             )
         except ShellError as error:
             return Refusal(f"slipway: {error}")

@@ -97,6 +97,13 @@ def create_app(session: Session, owner: User, name: str) -> App:
     return app
 
 
+def app_by_uid(session: Session, uid: str) -> App:
+    app = session.scalar(select(App).where(App.uid == uid))
+    if app is None:
+        raise NotFound("no app has this repository (it may have been destroyed)")
+    return app
+
+
 def apps_of(session: Session, user: User, offset: int, limit: int) -> tuple[list[App], int]:
     base = select(App).join(Collaborator).where(Collaborator.user_id == user.id)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0

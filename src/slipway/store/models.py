@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -114,6 +115,8 @@ class App(Timestamped, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(48), unique=True)
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_app_uid)
+    # The branch whose pushes build; None until the first push of main or master sets it.
+    deploy_branch: Mapped[str | None] = mapped_column(String(255))
 
     collaborators: Mapped[list[Collaborator]] = relationship(
         back_populates="app", cascade="all, delete-orphan"
@@ -176,3 +179,48 @@ class AccessChange(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(60))
     app_name: Mapped[str | None] = mapped_column(String(48))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class Deployment(Timestamped, Base):
+    """A push of the deploy branch, from queued to a release or an error; its build log is
+    kept here once it has finished (a Redis stream carries it while it runs)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids name log streams: never reused
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(64))
+    pusher: Mapped[str | None] = mapped_column(String(40))
+    buildpack: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, as the pusher saw it
+    release_version: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    log: Mapped[str | None] = mapped_column(Text)
+
+
+class Release(Timestamped, Base):
+    """What runs: a slug (built once), the config and the Procfile's process types. A config
+    change makes a release too, reusing the slug."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("app_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(255))
+    slug_id: Mapped[str] = mapped_column(String(32))
+    slug_host: Mapped[str] = mapped_column(String(255))  # the repo host that keeps it
+    slug_size: Mapped[int] = mapped_column(Integer)
+    commit: Mapped[str] = mapped_column(String(64))
+    buildpack: Mapped[str] = mapped_column(String(100))
+    process_types: Mapped[str] = mapped_column(Text)  # JSON object: type -> command
+    release_command: Mapped[str | None] = mapped_column(Text)  # Procfile release:/postdeploy:
+    config: Mapped[str] = mapped_column(Text)  # JSON object: the env vars it runs with
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    deployment_id: Mapped[int | None] = mapped_column(Integer)
+    build_seconds: Mapped[float | None] = mapped_column(Float)

@@ -89,3 +89,23 @@ def check_label(kind: str, name: str) -> str:
             "and . _ @ -, starting with a letter or digit"
         )
     return name
+
+
+BRANCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
+
+
+def check_branch_name(name: str) -> str:
+    """A branch name git would accept (a subset of git check-ref-format's rules)."""
+    if (
+        not isinstance(name, str)
+        or not BRANCH_NAME.fullmatch(name)
+        or ".." in name
+        or "//" in name
+        or name.endswith(("/", ".", ".lock"))
+        or "/." in name
+    ):
+        raise Invalid(
+            f"invalid branch name {name!r}: use letters, digits and . _ / - "
+            "(as git allows), e.g. main or production"
+        )
+    return name

@@ -1,0 +1,148 @@
+"""The Unix user an app's code runs as, and the directory its files live in.
+
+Run as root, Slipway gives each app a system user of its own (``slipway-`` and the start of
+the app's uid): builds and, later, processes of one app cannot read or signal another's, or
+the platform's. Run as anyone else, it cannot switch users, and builds run as that user.
+
+App users must reach their files, so these live in a directory every user may traverse (but
+not list): ``DATA_DIR/apps`` when the data dir's parents allow it, else a directory under
+/var/lib named after the data dir (a data dir in root's home, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "slipway-"
+USER_ID_CHARS = 20  # of the app's uid: "slipway-" + 20 = 28 characters, under useradd's 32
+FALLBACK_ROOT = Path("/var/lib/slipway-apps")
+
+
+@dataclass(frozen=True)
+class AppUser:
+    name: str
+    uid: int
+    gid: int
+
+
+def user_name(app_uid: str) -> str:
+    return PREFIX + app_uid[:USER_ID_CHARS]
+
+
+def can_switch_users() -> bool:
+    return os.geteuid() == 0
+
+
+def ensure_app_user(app_uid: str) -> AppUser | None:
+    """The app's user, created on first use; None when we cannot switch users."""
+    if not can_switch_users():
+        return None
+    name = user_name(app_uid)
+    for attempt in range(10):
+        try:
+            entry = pwd.getpwnam(name)
+            return AppUser(name, entry.pw_uid, entry.pw_gid)
+        except KeyError:
+            pass
+        created = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                f"Slipway app {app_uid}",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if created.returncode not in (0, 9):  # 9: it exists (a concurrent build made it)
+            # 10: /etc/passwd is locked by another useradd: try again in a moment.
+            if created.returncode != 10 or attempt == 9:
+                raise OSError(f"cannot create the user {name}: {created.stderr.strip()}")
+            time.sleep(0.2)
+    entry = pwd.getpwnam(name)
+    return AppUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def remove_app_user(app_uid: str) -> None:
+    if can_switch_users():
+        subprocess.run(["userdel", user_name(app_uid)], capture_output=True)
+
+
+def _searchable_by_all(path: Path) -> bool:
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+def apps_root(data_dir: Path, configured: Path | None = None) -> Path:
+    """Where app users' files live (builds, caches); made traversable, not listable."""
+    if configured is not None:
+        root = configured
+    elif not can_switch_users() or _searchable_by_all(data_dir.parent):
+        root = data_dir / "apps"
+    else:
+        digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+        root = FALLBACK_ROOT / digest
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if can_switch_users():
+        for path in (root, *root.parents):
+            if path == data_dir.parent or path == Path("/"):
+                break
+            info = os.stat(path)
+            if info.st_uid == 0 and not info.st_mode & stat.S_IXOTH:
+                os.chmod(path, stat.S_IMODE(info.st_mode) | 0o711)  # noqa: S103 - traverse only
+    return root
+
+
+def traversable_dir(path: Path) -> Path:
+    """A directory of ours that app users may pass through to theirs, not list."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if can_switch_users():
+        os.chmod(path, 0o711)  # noqa: S103 - traverse only
+    return path
+
+
+def give_to(path: Path, user: AppUser | None) -> None:
+    """Make ``path`` and everything under it the app user's (a no-op without app users)."""
+    if user is None:
+        return
+    os.lchown(path, user.uid, user.gid)
+    for directory, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(directory, name), user.uid, user.gid)
+
+
+def copy_for_app_users(source: Path, root: Path) -> Path:
+    """``source`` (a file or a directory of our own, such as uv or the buildpacks) where app
+    users can reach it: the place itself when they can, else a copy under ``root``."""
+    if not can_switch_users() or _searchable_by_all(source.parent):
+        return source
+    target = root / "tools" / source.name
+    # Public code, readable and runnable by every app user (noqa: S103 below).
+    target.parent.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(target.parent, 0o711)  # noqa: S103
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        for directory, _, files in os.walk(target):
+            os.chmod(directory, 0o755)  # noqa: S103
+            for name in files:
+                os.chmod(os.path.join(directory, name), 0o755)  # noqa: S103
+    elif not target.exists() or target.stat().st_size != source.stat().st_size:
+        temporary = target.with_suffix(".tmp")
+        shutil.copy2(source, temporary)
+        os.chmod(temporary, 0o755)  # noqa: S103
+        os.replace(temporary, target)
+    return target

@@ -1,0 +1,22 @@
+"""Where builds keep their files on a repo host: pushed trees (one directory per
+deployment), the apps' build caches, and slugs. App users reach the first two (see
+slipway.appuser); slugs are the platform's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slipway.appuser import apps_root, traversable_dir
+from slipway.config import Settings
+
+
+def builds_dir(settings: Settings) -> Path:
+    return traversable_dir(apps_root(settings.data_dir, settings.apps_dir) / "builds")
+
+
+def caches_dir(settings: Settings) -> Path:
+    return traversable_dir(apps_root(settings.data_dir, settings.apps_dir) / "caches")
+
+
+def slugs_dir(settings: Settings, app_uid: str) -> Path:
+    return settings.data_dir / "slugs" / app_uid

@@ -1,0 +1,136 @@
+"""Releases: numbered vN per app, each a slug plus the config and process types it runs with.
+
+A build makes one (a new slug); a config change makes one reusing the current slug, so the
+runtime always has one immutable thing to run, and an earlier one to roll back to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from slipway.store.errors import Conflict
+from slipway.store.models import App, Release
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a build produced, for its release."""
+
+    slug_id: str
+    slug_host: str
+    slug_size: int
+    commit: str
+    buildpack: str
+    process_types: dict[str, str]
+    release_command: str | None
+    build_seconds: float | None = None
+
+
+def current_release(session: Session, app: App) -> Release | None:
+    return session.scalar(
+        select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()).limit(1)
+    )
+
+
+def releases_of(session: Session, app: App, offset: int, limit: int) -> tuple[list[Release], int]:
+    base = select(Release).where(Release.app_id == app.id)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    found = session.scalars(base.order_by(Release.version.desc()).offset(offset).limit(limit))
+    return list(found), total
+
+
+def _add(session: Session, app: App, **fields: object) -> Release:
+    """The next version. Two releases made at once (a build and a config change) both get
+    one: the app's row is locked first where the database can (PostgreSQL), and the loser
+    of the unique constraint retries with the next number where it cannot (SQLite, which
+    serializes writers anyway)."""
+    session.execute(select(App.id).where(App.id == app.id).with_for_update())
+    for _ in range(5):
+        latest = session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id))
+        release = Release(app_id=app.id, version=(latest or 0) + 1, **fields)
+        try:
+            with session.begin_nested():
+                session.add(release)
+                session.flush()
+            return release
+        except IntegrityError:
+            continue
+    raise Conflict(f"could not number a new release of {app.name!r}; try again")
+
+
+def release_build(
+    session: Session,
+    app: App,
+    build: Build,
+    config: dict[str, str],
+    user: str | None,
+    deployment_id: int,
+) -> Release:
+    return _add(
+        session,
+        app,
+        description=f"Deploy {build.commit[:7]}",
+        slug_id=build.slug_id,
+        slug_host=build.slug_host,
+        slug_size=build.slug_size,
+        commit=build.commit,
+        buildpack=build.buildpack,
+        process_types=json.dumps(build.process_types),
+        release_command=build.release_command,
+        config=json.dumps(config),
+        created_by=user,
+        deployment_id=deployment_id,
+        build_seconds=build.build_seconds,
+    )
+
+
+def release_config(
+    session: Session, app: App, config: dict[str, str], description: str, user: str
+) -> Release | None:
+    """A new release of the current slug with ``config``; None before the first build."""
+    current = current_release(session, app)
+    if current is None:
+        return None
+    return _add(
+        session,
+        app,
+        description=description[:255],
+        slug_id=current.slug_id,
+        slug_host=current.slug_host,
+        slug_size=current.slug_size,
+        commit=current.commit,
+        buildpack=current.buildpack,
+        process_types=current.process_types,
+        release_command=current.release_command,
+        config=json.dumps(config),
+        created_by=user,
+    )
+
+
+def config_change_description(changes: dict[str, str | None]) -> str:
+    """Heroku's wording: "Set A, B config vars", "Unset C config var"."""
+    parts = []
+    for verb, names in (
+        ("Set", [n for n, v in changes.items() if v is not None]),
+        ("Unset", [n for n, v in changes.items() if v is None]),
+    ):
+        if names:
+            plural = "s" if len(names) > 1 else ""
+            parts.append(f"{verb} {', '.join(sorted(names))} config var{plural}")
+    return "; ".join(parts)
+
+
+def kept_slugs(session: Session, app: App, keep: int) -> list[str]:
+    """The slugs of the app's newest ``keep`` releases: the ones a repo host keeps."""
+    rows = session.scalars(
+        select(Release.slug_id)
+        .where(Release.app_id == app.id)
+        .order_by(Release.version.desc())
+        .limit(keep)
+    )
+    return sorted(set(rows))

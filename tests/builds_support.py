@@ -1,0 +1,183 @@
+"""A whole platform (`slipwayd up`) for build tests, and a user who pushes to it with
+OpenSSH's git: the path every push takes in production."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from slipway.embedded.supervisor import free_port
+
+SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+SAMPLE_APPS = Path(__file__).parent / "apps"
+BUILD_TIMEOUT = 40  # seconds: the platform's limit in these tests
+
+
+@dataclass
+class Platform:
+    root: Path
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.data = self.root / "data"
+        self.home = self.root / "home"
+        self.home.mkdir()
+        # App users (when the tests run as root) reach their files through here.
+        self.apps_dir = Path(tempfile.mkdtemp(prefix="slipway-test-apps-"))
+        self.apps_dir.chmod(0o711)
+        self.http_port, self.ssh_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
+        env.update(
+            HOME=str(self.home),
+            SLIPWAY_DATA_DIR=str(self.data),
+            SLIPWAY_APPS_DIR=str(self.apps_dir),
+            SLIPWAY_BUILD_TIMEOUT=str(BUILD_TIMEOUT),
+            GIT_CONFIG_NOSYSTEM="1",
+        )
+        env.update(self.settings)
+        self.env = env
+        self.up = subprocess.Popen(
+            [*SLIPWAYD, "up", "--http-port", str(self.http_port), "--ssh-port", str(self.ssh_port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.up.stdout is not None
+        for line in self.up.stdout:
+            if line.startswith("  5."):
+                break
+        self.token = self.run(*SLIPWAYD, "admin", "create-user", "alice", "--admin").strip()
+        self.api_url = f"http://127.0.0.1:{self.http_port}"
+        self.run(SLIPWAY, "login", "--api-url", self.api_url, "--token", self.token)
+        ssh = self.home / ".ssh"
+        ssh.mkdir(mode=0o700)
+        self.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh / "id_ed25519"))
+        self.run(SLIPWAY, "keys", "add")
+        host_key = (self.data / "gateway" / "ssh_host_ed25519_key.pub").read_text().split()
+        (ssh / "known_hosts").write_text(
+            f"[127.0.0.1]:{self.ssh_port} {host_key[0]} {host_key[1]}\n"
+        )
+        # ssh finds ~/.ssh through the password database, not $HOME: name the files.
+        env["GIT_SSH_COMMAND"] = (
+            f"ssh -o UserKnownHostsFile={ssh / 'known_hosts'} -o BatchMode=yes "
+            f"-i {ssh / 'id_ed25519'} -o IdentitiesOnly=yes"
+        )
+
+    def stop(self) -> None:
+        self.up.send_signal(signal.SIGINT)
+        try:
+            self.up.wait(30)
+        finally:
+            if self.up.poll() is None:
+                self.up.kill()
+            shutil.rmtree(self.apps_dir, ignore_errors=True)
+
+    def run(self, *argv: str, cwd: Path | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            argv, cwd=cwd or self.home, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if check:
+            assert result.returncode == 0, f"{argv}: {result.stderr}"
+        return result.stdout
+
+    def new_app(
+        self, name: str, sample: str | None = None, files: dict[str, str] | None = None
+    ) -> Path:
+        """An app and its repository (a sample from tests/apps, and/or ``files``), committed."""
+        directory = self.home / name
+        if sample:
+            shutil.copytree(SAMPLE_APPS / sample, directory)
+        else:
+            directory.mkdir()
+        self.run("git", "init", "-q", "--initial-branch=main", cwd=directory)
+        self.commit(directory, files or {}, "first")
+        self.run(SLIPWAY, "apps", "create", name, cwd=directory)
+        return directory
+
+    def commit(self, directory: Path, files: dict[str, str], message: str = "change") -> str:
+        for path, text in files.items():
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)
+            (directory / path).write_text(text)
+        self.run("git", "add", "-A", cwd=directory)
+        self.run(
+            "git",
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@a",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+            cwd=directory,
+        )
+        return self.run("git", "rev-parse", "HEAD", cwd=directory).strip()
+
+    def push(self, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "push", "slipway", *(args or ("main",))],
+            cwd=directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT + 60,
+        )
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(
+            f"{self.api_url}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def deployments(self, app: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/v1/apps/{app}/deployments")["items"])
+
+    def releases(self, app: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/v1/apps/{app}/releases")["items"])
+
+    def uid(self, app: str) -> str:
+        with sqlite3.connect(self.data / "slipway.db") as db:
+            row = db.execute("SELECT uid FROM apps WHERE name = ?", (app,)).fetchone()
+        return str(row[0])
+
+    def slugs(self, app: str) -> list[Path]:
+        return sorted((self.data / "slugs" / self.uid(app)).glob("*.tar.gz"))
+
+    def slug_of(self, app: str, version: int) -> list[str]:
+        """The paths in the slug of release ``version``."""
+        with sqlite3.connect(self.data / "slipway.db") as db:
+            row = db.execute(
+                "SELECT slug_id FROM releases JOIN apps ON apps.id = releases.app_id "
+                "WHERE apps.name = ? AND version = ?",
+                (app, version),
+            ).fetchone()
+        path = self.data / "slugs" / self.uid(app) / f"{row[0]}.tar.gz"
+        with tarfile.open(path) as slug:
+            return [name.removeprefix("./") for name in slug.getnames()]
+
+    def remote_head(self, directory: Path, branch: str = "main") -> str | None:
+        out = self.run("git", "ls-remote", "slipway", f"refs/heads/{branch}", cwd=directory)
+        return out.split()[0] if out.strip() else None
+
+    def wait_for_status(self, app: str, deployment_id: int, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.get(f"/v1/apps/{app}/deployments/{deployment_id}")
+            if found["status"] not in ("queued", "building") or time.monotonic() > deadline:
+                return str(found["status"])
+            time.sleep(0.2)
