@@ -3,6 +3,7 @@ OpenSSH's git: the path every push takes in production."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -77,6 +78,14 @@ class Platform:
         )
 
     def stop(self) -> None:
+        """Destroy every app first: their slugs, caches and Unix users go too."""
+        if self.up.poll() is None:
+            for app in json.loads(self.run(SLIPWAY, "apps", "list", "--json")):
+                self.run(SLIPWAY, "apps", "destroy", "--yes", "-a", app["name"], check=False)
+            slugs = self.data / "slugs"
+            deadline = time.monotonic() + 30
+            while any(slugs.glob("*/*")) and time.monotonic() < deadline:
+                time.sleep(0.2)
         self.up.send_signal(signal.SIGINT)
         try:
             self.up.wait(30)

@@ -17,6 +17,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,33 +117,45 @@ def traversable_dir(path: Path) -> Path:
 
 
 def give_to(path: Path, user: AppUser | None) -> None:
-    """Make ``path`` and everything under it the app user's (a no-op without app users)."""
+    """Make ``path`` and everything under it the app user's (a no-op without app users).
+
+    Bottom-up, the top last: until a directory is the user's, nothing in it can be swapped
+    for a link by the user's processes, so root never follows one of theirs."""
     if user is None:
         return
-    os.lchown(path, user.uid, user.gid)
-    for directory, dirs, files in os.walk(path):
+    for directory, dirs, files in os.walk(path, topdown=False):
         for name in dirs + files:
             os.lchown(os.path.join(directory, name), user.uid, user.gid)
+    os.lchown(path, user.uid, user.gid)
 
 
 def copy_for_app_users(source: Path, root: Path) -> Path:
     """``source`` (a file or a directory of our own, such as uv or the buildpacks) where app
-    users can reach it: the place itself when they can, else a copy under ``root``."""
+    users can reach it: the place itself when they can, else a copy under ``root``, made
+    aside and renamed into place (builds running meanwhile keep the copy they use), one per
+    version of the source."""
     if not can_switch_users() or _searchable_by_all(source.parent):
         return source
-    target = root / "tools" / source.name
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    version = hashlib.sha256(
+        "".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()
+    ).hexdigest()[:12]
+    tools = traversable_dir(root / "tools")
+    target = tools / f"{source.name}-{version}" / source.name
+    if target.exists():
+        return target
+    staging = Path(tempfile.mkdtemp(dir=tools))
     # Public code, readable and runnable by every app user (noqa: S103 below).
-    target.parent.mkdir(mode=0o711, exist_ok=True)
-    os.chmod(target.parent, 0o711)  # noqa: S103
     if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-        for directory, _, files in os.walk(target):
-            os.chmod(directory, 0o755)  # noqa: S103
-            for name in files:
-                os.chmod(os.path.join(directory, name), 0o755)  # noqa: S103
-    elif not target.exists() or target.stat().st_size != source.stat().st_size:
-        temporary = target.with_suffix(".tmp")
-        shutil.copy2(source, temporary)
-        os.chmod(temporary, 0o755)  # noqa: S103
-        os.replace(temporary, target)
+        shutil.copytree(source, staging / source.name)
+    else:
+        shutil.copy2(source, staging / source.name)
+    for directory, _, names in os.walk(staging):
+        os.chmod(directory, 0o755)  # noqa: S103
+        for name in names:
+            os.chmod(os.path.join(directory, name), 0o755)  # noqa: S103
+    try:
+        os.rename(staging, target.parent)
+    except OSError:  # another build made it first
+        shutil.rmtree(staging, ignore_errors=True)
     return target

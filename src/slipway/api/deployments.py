@@ -108,9 +108,11 @@ def deployment_logs(
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.READ)
         deployment = deployments.deployment_of(session, found, deployment_id)
-        stored, running = deployment.log, deployment.status in RUNNING
+        stored, running = deployment.log or "", deployment.status in RUNNING
+        if deployment.release_version:  # as the live stream ends
+            stored += f"\n-----> Released v{deployment.release_version}"
     if not running:
-        return StreamingResponse(iter([stored + "\n" if stored else ""]), media_type="text/plain")
+        return StreamingResponse(iter([stored.lstrip("\n") + "\n"]), media_type="text/plain")
     jobs = request.app.state.jobs
     if jobs is None:
         raise ApiError(503, "unavailable", "no Redis is configured: live build logs are off")

@@ -117,7 +117,7 @@ def open_deployment(db: Db, uid: str, body: PushIn) -> PushOut:
 def start_build(db: Db, deployment_id: RecordId) -> BuildInfoOut:
     """A worker starts the build: what it needs, config vars included (for ENV_DIR)."""
     with db.session() as session:
-        deployment = deployments.deployment_by_id(session, deployment_id)
+        deployment = deployments.deployment_by_id(session, deployment_id, lock=True)
         deployments.start_building(deployment)
         app = session.get(App, deployment.app_id)
         assert app is not None
@@ -139,7 +139,7 @@ def finish_deployment(
     host = request.app.state.settings.repo_host
     keep = request.app.state.settings.keep_releases
     with db.session() as session:
-        deployment = deployments.deployment_by_id(session, deployment_id)
+        deployment = deployments.deployment_by_id(session, deployment_id, lock=True)
         app = session.get(App, deployment.app_id)
         assert app is not None
         build = None

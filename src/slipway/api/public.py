@@ -232,12 +232,15 @@ def get_env(db: Db, caller: CurrentCaller, app: str) -> EnvOut:
 
 @router.patch("/apps/{app}/env", tags=["apps"])
 def change_env(db: Db, caller: CurrentCaller, app: str, body: EnvChange) -> EnvChangedOut:
-    """Set and unset variables in one step; once the app has a release, this makes the next
-    one (the same slug with the new config), as on Heroku."""
+    """Set and unset variables in one step; once the app has a release, a change makes the
+    next one (the same slug with the new config), as on Heroku."""
     with db.session() as session:
         user = caller.user(session)
         found = apps.app_for(session, user, app, Action.WRITE)
+        before = apps.env_of(session, found)
         env = apps.change_env(session, found, body.env)
+        if env == before:
+            return EnvChangedOut(env=env, release_version=None)  # nothing to release
         description = releases.config_change_description(body.env)
         release = releases.release_config(session, found, env, description, user.name)
         return EnvChangedOut(env=env, release_version=release.version if release else None)

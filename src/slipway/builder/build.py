@@ -10,19 +10,21 @@ and the build stops with the matching status when it fails, takes too long
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 import yaml
@@ -67,7 +69,8 @@ NETWORK_SETTINGS = (
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
 )
-MAX_STORED_LOG = 384 * 1024  # characters: the API takes bodies up to 1 MB
+MAX_STORED_LOG = 512 * 1024  # bytes of JSON: the API takes bodies up to 1 MB
+MAX_REASON = 2000  # characters of a failure's reason
 
 
 class BuildFailed(Exception):
@@ -135,9 +138,9 @@ class Build:
     def say(self, line: str) -> None:
         self.output.write(line)
         self.lines.append(line)
-        self._stored += len(line) + 1
+        self._stored += _json_size(line)
         while self._stored > MAX_STORED_LOG and len(self.lines) > 1:
-            self._stored -= len(self.lines.pop(0)) + 1
+            self._stored -= _json_size(self.lines.pop(0))
             self._trimmed = True
 
     def log(self) -> str:
@@ -185,12 +188,14 @@ class Build:
             with exclusive(workspace.cache.parent / f"{self.app_uid}.lock"):
                 result, slug = self.compile(workspace, info)
             self.say(f"-----> Build finished in {time.monotonic() - self.started:.1f} s")
+            if not self.still_wanted():
+                raise BuildFailed(ABORTED, "the push was interrupted: build cancelled")
             answer = self.api.finish(self.deployment_id, SUCCESS, log=self.log(), build=result)
             if answer["status"] != SUCCESS:  # the pusher gave up just before the end
                 self.output.end(answer["status"], "the push was interrupted: build cancelled")
                 return
-            self.prune_slugs(answer["keep_slugs"])
             slug = None  # released: it stays
+            self.prune_slugs(answer["keep_slugs"])
             self.output.write(f"-----> Released v{answer['release_version']}")
             self.output.end(SUCCESS)
         except BuildFailed as failure:
@@ -206,6 +211,7 @@ class Build:
             shutil.rmtree(workspace.root, ignore_errors=True)
 
     def _fail(self, status: str, reason: str) -> None:
+        reason = reason[:MAX_REASON]
         self.lines.append(f" !     {reason}")  # the hook shows it as "Push rejected: ..."
         with contextlib.suppress(PlatformError):
             self.api.finish(self.deployment_id, status, error=reason, log=self.log())
@@ -214,7 +220,7 @@ class Build:
     def compile(self, workspace: Workspace, info: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         user = ensure_app_user(self.app_uid)
         workspace.prepare(info["env"], user)
-        if (workspace.app / ".gitmodules").exists():
+        if os.path.lexists(workspace.app / ".gitmodules"):
             raise BuildFailed(
                 BUILD_ERROR, "git submodules are not supported: vendor the code into the app"
             )
@@ -226,7 +232,7 @@ class Build:
             raise BuildFailed(BUILD_ERROR, f"the {name} build failed (see the output above)")
         defaults = runner.release(buildpack)
         types, release_command = self.process_types(workspace.app, defaults)
-        slug, size = self.make_slug(workspace.app)
+        slug, size = self.make_slug(runner)
         return {
             "slug_id": slug.stem.removesuffix(".tar"),
             "slug_size": size,
@@ -277,33 +283,27 @@ class Build:
             self.say(f"       Release command: {release_command}")
         return types, release_command
 
-    def make_slug(self, app: Path) -> tuple[Path, int]:
+    def make_slug(self, runner: Runner) -> tuple[Path, int]:
         """The built tree as a gzipped tarball, in the app's slugs directory."""
         self.say("-----> Compressing the slug")
         began = time.monotonic()
         directory = slugs_dir(self.settings, self.app_uid)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         slug = directory / f"{uuid.uuid4().hex}.tar.gz"
-        packed = subprocess.run(
-            ["tar", "--create", "--gzip", "--file", str(slug), "--directory", str(app), "."],
-            env={"PATH": SAFE_PATH, "GZIP": "-6"},
-            capture_output=True,
-            text=True,
-        )
-        if packed.returncode != 0:
-            slug.unlink(missing_ok=True)
-            raise BuildFailed(BUILD_ERROR, f"could not pack the slug: {packed.stderr.strip()}")
-        size = slug.stat().st_size
-        seconds = time.monotonic() - began
         limit = self.settings.slug_max_mb * MB
+        try:
+            size = runner.pack(slug, limit)
+        except BaseException:
+            slug.unlink(missing_ok=True)
+            raise
         if size > limit:
-            slug.unlink()
+            slug.unlink(missing_ok=True)
             raise BuildFailed(
                 BUILD_ERROR,
-                f"the slug is {megabytes(size)}, over the {megabytes(limit)} limit "
-                "(SLIPWAY_SLUG_MAX_MB): leave build artefacts and caches out of the app",
+                f"the slug is over the {megabytes(limit)} limit (SLIPWAY_SLUG_MAX_MB): "
+                "leave build artefacts and caches out of the app",
             )
-        self.say(f"       {megabytes(size)}, done in {seconds:.1f} s")
+        self.say(f"       {human_size(size)}, done in {time.monotonic() - began:.1f} s")
         return slug, size
 
     def prune_slugs(self, keep: list[str]) -> None:
@@ -311,6 +311,15 @@ class Build:
         for slug in slugs_dir(self.settings, self.app_uid).glob("*.tar.gz"):
             if slug.name.removesuffix(".tar.gz") not in keep:
                 slug.unlink(missing_ok=True)
+
+
+def _json_size(line: str) -> int:
+    """Bytes the line takes in the JSON body that carries the log to the API."""
+    return len(json.dumps(line)) + 2
+
+
+def human_size(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size < MB else megabytes(size)
 
 
 def read_app_file(path: Path, limit: int = 64 * 1024) -> str | None:
@@ -405,40 +414,67 @@ class Runner:
         except (yaml.YAMLError, AttributeError, TypeError, ValueError):
             raise BuildFailed(BUILD_ERROR, "the buildpack's release step printed no YAML") from None
 
-    def stream(self, argv: list[str]) -> int:
-        """Run ``argv``, each line of its output said as it comes; its exit status. Stops
-        it at the deadline, or when the build is no longer wanted."""
-        process = self._popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def supervise(self, argv: list[str], consume: Callable[[IO[bytes]], None], stderr: Any) -> int:
+        """Run ``argv`` while ``consume`` reads its output; its exit status. Stops it at the
+        build's deadline, or when the build is no longer wanted; whatever it leaves running
+        in its process group is stopped when it ends."""
+        process = self._popen(argv, stdout=subprocess.PIPE, stderr=stderr)
         assert process.stdout is not None
-        reader = threading.Thread(target=_relay, args=(process.stdout, self.build.say), daemon=True)
+        reader = threading.Thread(target=consume, args=(process.stdout,), daemon=True)
         reader.start()
         deadline = self.build.started + self.build.settings.build_timeout
-        while True:
-            try:
-                process.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() > deadline:
-                _stop_group(process)
-                reader.join(timeout=5)
-                limit = self.build.settings.build_timeout
-                words = f"{limit // 60} minutes" if limit % 60 == 0 else f"{limit} seconds"
-                raise BuildFailed(
-                    TIMEOUT_ERROR,
-                    f"the build took longer than its limit of {words} (SLIPWAY_BUILD_TIMEOUT)",
-                )
-            if not self.build.still_wanted():
-                _stop_group(process)
-                reader.join(timeout=5)
-                raise BuildFailed(ABORTED, "the push was interrupted: build cancelled")
-        reader.join(timeout=10)
-        return process.returncode
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+                if time.monotonic() > deadline:
+                    limit = self.build.settings.build_timeout
+                    words = f"{limit // 60} minutes" if limit % 60 == 0 else f"{limit} seconds"
+                    raise BuildFailed(
+                        TIMEOUT_ERROR,
+                        f"the build took longer than its limit of {words} (SLIPWAY_BUILD_TIMEOUT)",
+                    )
+                if not self.build.still_wanted():
+                    raise BuildFailed(ABORTED, "the push was interrupted: build cancelled")
+        finally:
+            _stop_group(process)
+            reader.join(timeout=10)
 
+    def stream(self, argv: list[str]) -> int:
+        """Run ``argv``, each line of its output said as it comes; its exit status."""
 
-def _relay(stream: Any, say: Callable[[str], None]) -> None:
-    for raw in stream:
-        say(raw.decode(errors="replace").rstrip("\r\n"))
+        def relay(output: IO[bytes]) -> None:
+            for raw in output:
+                self.build.say(raw.decode(errors="replace").rstrip("\r\n"))
+
+        return self.supervise(argv, relay, subprocess.STDOUT)
+
+    def pack(self, slug: Path, limit: int) -> int:
+        """The tree as a gzipped tarball in ``slug``, packed by the app's user (root never
+        reads the tree), written by us up to ``limit`` bytes; its size (over ``limit`` when
+        cut short)."""
+        written = 0
+
+        def copy(output: IO[bytes]) -> None:
+            nonlocal written
+            with open(os.open(slug, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                while chunk := output.read(1 << 20):
+                    written += len(chunk)
+                    if written > limit:
+                        output.close()  # tar stops on a broken pipe
+                        return
+                    file.write(chunk)
+
+        with tempfile.TemporaryFile() as errors:
+            argv = ["tar", "--create", "--gzip", "--file", "-", "."]
+            status = self.supervise(argv, copy, errors)
+            if written <= limit and status != 0:
+                errors.seek(0)
+                detail = errors.read(2000).decode(errors="replace").strip()
+                raise BuildFailed(BUILD_ERROR, f"could not pack the slug: {detail}")
+        return written
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

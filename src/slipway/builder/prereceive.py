@@ -19,9 +19,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+import redis
 
 from slipway.builder import buildlock
 from slipway.builder.buildlog import BuildLog, builder_alive_key
@@ -91,81 +95,91 @@ class Hook:
         answer: dict[str, Any],
         updates: list[dict[str, str]],
     ) -> int:
-        connection = sync_redis(self.settings.redis_url or "")
         workspace = builds_dir(self.settings) / str(deployment_id)
+        connection: Any = None
+        keeper: LockKeeper | None = None
         try:
+            connection = sync_redis(self.settings.redis_url or "")
             holder = buildlock.acquire(connection, self.repository, deployment_id)
             if holder is not None:
-                reason = (
+                raise Rejected(
                     f"another deployment of {answer['app']} (#{holder}) is building; push again "
                     f"once it has finished (slipway deployment-logs {holder} -f follows it)"
                 )
-                _give_up(api, deployment_id, reason)
-                raise Rejected(reason)
-            try:
-                commit = next(u["new"] for u in updates if u["ref"] == answer["ref"])
-                self._export(commit, workspace / "app")
-                Client(connection=connection).enqueue(
-                    repo_queue(self.settings.repo_host),
-                    BUILD,
-                    [deployment_id, self.repository],
-                    retry=False,
-                )
-                return self._relay(api, connection, deployment_id)
-            except Rejected as rejection:
-                _give_up(api, deployment_id, str(rejection))
-                raise
-            except (BrokenPipeError, KeyboardInterrupt, SystemExit):
-                _give_up(api, deployment_id, "the push was interrupted")
-                raise
-            finally:
-                buildlock.release(connection, self.repository, deployment_id)
+            keeper = LockKeeper(connection, self.repository, deployment_id)
+            commit = next(u["new"] for u in updates if u["ref"] == answer["ref"])
+            self._export(commit, workspace / "app")
+            Client(connection=connection).enqueue(
+                repo_queue(self.settings.repo_host),
+                BUILD,
+                [deployment_id, self.repository],
+                retry=False,
+            )
+            return self._relay(connection, deployment_id, keeper)
+        except Rejected as rejection:
+            _give_up(api, deployment_id, str(rejection))
+            raise
+        except (BrokenPipeError, KeyboardInterrupt, SystemExit):
+            _give_up(api, deployment_id, "the push was interrupted")
+            raise
+        except Exception as error:  # Redis down, a full disk...: the deployment still ends
+            reason = f"the build could not run ({type(error).__name__}: {error})"[:500]
+            _give_up(api, deployment_id, reason)
+            raise Rejected(reason) from error
         finally:
+            if keeper is not None:
+                keeper.stop()
             shutil.rmtree(workspace, ignore_errors=True)
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     def _export(self, commit: str, target: Path) -> None:
         """``git archive COMMIT | tar -x``, bounded: the objects are in quarantine, where only
         this process and its children (they inherit git's variables) can read them."""
         target.mkdir(mode=0o700, parents=True)
         limit = self.settings.slug_max_mb * MAX_TREE_FACTOR * 1024 * 1024
-        archive = subprocess.Popen(
-            ["git", "archive", "--format=tar", commit], stdout=subprocess.PIPE
-        )
-        unpack = subprocess.Popen(
-            ["tar", "--extract", "--no-same-owner", "--directory", str(target)],
-            stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert archive.stdout is not None
-        assert unpack.stdin is not None
-        size = 0
-        too_big = False
-        while chunk := archive.stdout.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                too_big = True
-                archive.kill()
-                break
-            unpack.stdin.write(chunk)
-        unpack.stdin.close()
-        archived, unpacked = archive.wait(), unpack.wait()
-        if too_big:
-            raise Rejected(f"the pushed tree is over {limit // (1024 * 1024)} MB unpacked")
-        if archived != 0 or unpacked != 0:
-            error = unpack.stderr.read().decode(errors="replace") if unpack.stderr else ""
-            raise Rejected(f"could not export the pushed tree {error.strip()}".strip())
+        with tempfile.TemporaryFile() as errors:  # a pipe could fill and block tar
+            archive = subprocess.Popen(
+                ["git", "archive", "--format=tar", commit], stdout=subprocess.PIPE
+            )
+            unpack = subprocess.Popen(
+                [
+                    *("tar", "--extract", "--no-same-owner", "--warning=no-timestamp"),
+                    *("--directory", str(target)),
+                ],
+                stdin=subprocess.PIPE,
+                stderr=errors,
+            )
+            assert archive.stdout is not None
+            assert unpack.stdin is not None
+            size = 0
+            too_big = False
+            with contextlib.suppress(BrokenPipeError):  # tar failed: its words say why
+                while chunk := archive.stdout.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        too_big = True
+                        break
+                    unpack.stdin.write(chunk)
+                unpack.stdin.close()
+            archive.kill()
+            archived, unpacked = archive.wait(), unpack.wait()
+            if too_big:
+                raise Rejected(f"the pushed tree is over {limit // (1024 * 1024)} MB unpacked")
+            if archived != 0 or unpacked != 0:
+                errors.seek(0)
+                detail = errors.read(2000).decode(errors="replace").strip()
+                raise Rejected(f"could not export the pushed tree {detail}".strip())
 
-    def _relay(self, api: PlatformApi, connection: Any, deployment_id: int) -> int:
+    def _relay(self, connection: Any, deployment_id: int, keeper: LockKeeper) -> int:
         """The build's output, as it comes; keep-alives while it is silent; its status."""
         output = BuildLog(connection, deployment_id)
-        began = last_output = last_refresh = time.monotonic()
+        began = last_output = time.monotonic()
         started = False
         for entry in output.follow(poll=1.0):
             now = time.monotonic()
-            if now - last_refresh >= REFRESH:
-                buildlock.refresh(connection, self.repository, deployment_id)
-                last_refresh = now
+            if keeper.lost:
+                raise Rejected("the app's build lock was lost (Redis restarted?); push again")
             if entry is not None:
                 started = True
                 if entry.line is not None:
@@ -192,6 +206,34 @@ class Hook:
                 self.say(f"       ... {state} ({now - began:.0f} s)")
                 last_output = now
         raise Rejected("the build's output ended without a status")
+
+
+class LockKeeper:
+    """Keeps the app's build lock alive from a thread of its own (an export or a quiet
+    build may take longer than the lock's expiry), and lets go of it at the end."""
+
+    def __init__(self, connection: Any, app_uid: str, deployment_id: int) -> None:
+        self.connection, self.app_uid, self.deployment_id = connection, app_uid, deployment_id
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._keep, daemon=True)
+        self._thread.start()
+
+    def _keep(self) -> None:
+        while not self._done.wait(REFRESH):
+            try:
+                held = buildlock.refresh(self.connection, self.app_uid, self.deployment_id)
+            except redis.RedisError:
+                continue  # a blip: the lock outlives a few missed refreshes
+            if not held:
+                self.lost = True
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        with contextlib.suppress(redis.RedisError):
+            buildlock.release(self.connection, self.app_uid, self.deployment_id)
 
 
 def _give_up(api: PlatformApi, deployment_id: int, reason: str) -> None:

@@ -233,6 +233,11 @@ def read_env_file(path: Path) -> dict[str, str | None]:
     return dict(values)
 
 
+def released(changed: dict[str, object]) -> str:
+    version = changed.get("release_version")
+    return f" (release v{version})" if version else ""
+
+
 @env.command("set")
 def env_set(
     assignments: Annotated[
@@ -251,8 +256,8 @@ def env_set(
     if not changes:
         raise CliError("nothing to set: give NAME=VALUE pairs or --file")
     name = detect_app(app, remote)
-    Api.logged_in().call("PATCH", app_path(name) + "/env", json={"env": changes})
-    console.print(f"Set {', '.join(changes)} on {name}")
+    changed = Api.logged_in().call("PATCH", app_path(name) + "/env", json={"env": changes})
+    console.print(f"Set {', '.join(changes)} on {name}{released(changed)}")
 
 
 @env.command("unset")
@@ -270,5 +275,5 @@ def env_unset(
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise CliError(f"{name} has no variable{plural} {', '.join(missing)}; nothing was unset")
-    api.call("PATCH", app_path(name) + "/env", json={"env": dict.fromkeys(names)})
-    console.print(f"Unset {', '.join(names)} on {name}")
+    changed = api.call("PATCH", app_path(name) + "/env", json={"env": dict.fromkeys(names)})
+    console.print(f"Unset {', '.join(names)} on {name}{released(changed)}")

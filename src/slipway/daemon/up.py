@@ -166,6 +166,7 @@ def up(
         database = Database(settings.effective_database_url)
         migrate(database.engine)  # once, before any child can race another to it
         adopt_repositories(settings, database)
+        abandon_builds(database)
         database.dispose()
         supervisor = Supervisor(_embedded_services(settings))
         supervisor.start()
@@ -204,6 +205,16 @@ def adopt_repositories(settings: Settings, database: Database) -> None:
         uids = {name: uid for name, uid in session.execute(select(App.name, App.uid))}
     for name in adopt_named_repositories(str(settings.data_dir), uids):
         print(f"  repository of {name} renamed after its uid (made by an earlier version)")
+
+
+def abandon_builds(database: Database) -> None:
+    """Builds an earlier `up` was running when it stopped: no worker runs them any more."""
+    from slipway.store.deployments import abort_unfinished
+
+    with database.session() as session:
+        count = abort_unfinished(session, "the platform stopped during the build; push again")
+    if count:
+        print(f"  {count} unfinished deployment(s) of an earlier run marked aborted")
 
 
 def _banner(settings: Settings, supervisor: Supervisor) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slipway.deployment_states import BUILDING, FINISHED, QUEUED, RUNNING, SUCCESS
+from slipway.deployment_states import ABORTED, BUILDING, FINISHED, QUEUED, RUNNING, SUCCESS
 from slipway.store.errors import Invalid, NotFound
 from slipway.store.models import App, Deployment, utcnow
 from slipway.store.names import check_branch_name
@@ -74,8 +74,10 @@ def set_deploy_branch(app: App, branch: str) -> None:
     app.deploy_branch = check_branch_name(branch)
 
 
-def deployment_by_id(session: Session, deployment_id: int) -> Deployment:
-    deployment = session.get(Deployment, deployment_id)
+def deployment_by_id(session: Session, deployment_id: int, *, lock: bool = False) -> Deployment:
+    """``lock``: until the transaction ends (a worker's success and a hook's abort, at once,
+    must not both be recorded)."""
+    deployment = session.get(Deployment, deployment_id, with_for_update=lock)
     if deployment is None:
         raise NotFound(f"no deployment {deployment_id}")
     return deployment
@@ -136,6 +138,15 @@ def finish(
     if log is not None:
         deployment.log = log[-MAX_LOG:]
     return deployment
+
+
+def abort_unfinished(session: Session, reason: str) -> int:
+    """End every deployment still queued or building (their builders are known to be gone,
+    e.g. when the embedded platform starts); how many there were."""
+    found = list(session.scalars(select(Deployment).where(Deployment.status.in_(RUNNING))))
+    for deployment in found:
+        finish(session, deployment, ABORTED, error=reason)
+    return len(found)
 
 
 def duration(deployment: Deployment) -> float | None:

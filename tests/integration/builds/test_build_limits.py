@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builds_support import Platform
+from tests.builds_support import SLIPWAY, Platform
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,7 +74,17 @@ def test_a_push_while_the_app_builds_is_refused_and_the_first_goes_on(
         f"Push rejected: another deployment of busy (#{running}) is building; push again "
         f"once it has finished (slipway deployment-logs {running} -f follows it)"
     ) in second.stderr
+    follower = subprocess.Popen(
+        [SLIPWAY, "deployment-logs", str(running), "-f"],
+        cwd=app,
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert first.wait(60) == 0
+    followed, _ = follower.communicate(timeout=30)  # it ends with the build
+    assert "       building slowly" in followed
+    assert "-----> Released v1" in followed
     statuses = [d["status"] for d in platform.deployments("busy")]
     assert statuses == ["aborted", "success"]  # newest first
     assert platform.releases("busy")[0]["version"] == 1
@@ -111,6 +121,8 @@ def test_a_build_over_the_time_limit_is_stopped(platform: Platform) -> None:
         "(SLIPWAY_BUILD_TIMEOUT)"
     ) in pushed.stderr
     assert time.monotonic() - began < TIMEOUT + 15
+    # A silent build still sends a line every 10 s: proxies keep the session open.
+    assert "remote:        ... building (" in pushed.stderr
     assert platform.deployments("forever")[0]["status"] == "timeout-error"
     assert platform.releases("forever") == []
     wait_until(lambda: not any(platform.apps_dir.glob("builds/*")), 10, "the build dir to go")

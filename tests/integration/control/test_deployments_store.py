@@ -139,3 +139,15 @@ def test_the_newest_releases_slugs_are_kept(api: ApiServer, app_id: int) -> None
         releases.release_config(session, app, {}, "Set X config var", "a")  # reuses slug 3
         assert releases.kept_slugs(session, app, 2) == [f"{3:032d}"]
         assert releases.kept_slugs(session, app, 3) == [f"{2:032d}", f"{3:032d}"]
+
+
+def test_unfinished_deployments_are_aborted_when_up_starts_again(
+    api: ApiServer, app_id: int
+) -> None:
+    running = push(api, ("refs/heads/main", NEW)).deployment
+    assert running is not None
+    with api.database.session() as session:
+        assert deployments.abort_unfinished(session, "the platform stopped") == 1
+        found = deployments.deployment_by_id(session, running.id)
+        assert (found.status, found.error) == ("aborted", "the platform stopped")
+        assert deployments.abort_unfinished(session, "again") == 0

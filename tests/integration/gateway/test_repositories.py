@@ -201,8 +201,10 @@ def test_destroy_asks_the_repo_host_with_a_retried_job(platform: Platform) -> No
     alice = add_user(platform.api, "alice")
     uid = platform.create_app(alice, "shop")
     platform.destroy_app(alice, "shop")
-    [job] = platform.queued()
-    assert job["class"] == "slipway.delete_repository" and job["args"] == [uid]
+    # (A previous test's push may still add its housekeeping: post-receive enqueues it from
+    # a detached child.)
+    [job] = [job for job in platform.queued() if job["class"] == "slipway.delete_repository"]
+    assert job["args"] == [uid]
     assert job["retry"] == 10
 
 

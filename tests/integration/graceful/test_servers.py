@@ -139,6 +139,7 @@ class Platform:
         source.mkdir()
         self.git("init", "-q", "--initial-branch=main", cwd=source)
         (source / "blob").write_bytes(os.urandom(REPOSITORY_MB * 1024 * 1024))
+        (source / "Procfile").write_text("web: python3 -m http.server $PORT\n")  # it builds
         self.git("add", ".", cwd=source)
         self.git("-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "big", cwd=source)
         self.git("push", "-q", self.remote, "main", cwd=source)
