@@ -79,7 +79,18 @@ def test_a_second_build_reuses_the_dependency_cache(platform: Platform) -> None:
     assert second.returncode == 0, second.stderr
     # uv says "Prepared N packages" only for what it had to download or build.
     assert "Prepared" in first.stderr
+    assert "Reusing the last build's virtualenv (requirements.txt unchanged)" in second.stderr
     assert "Prepared" not in second.stderr, second.stderr
+    assert any(
+        f.endswith("site-packages/flask/__init__.py") for f in platform.slug_of("py-cache", 2)
+    )
+    # New requirements: a new virtualenv, from uv's cache for what it already has.
+    platform.commit(app, {"requirements.txt": "flask>=3.0,<4\n"})
+    third = platform.push(app)
+    assert third.returncode == 0, third.stderr
+    assert "Installing dependencies from requirements.txt" in third.stderr
+    assert "Prepared" not in third.stderr, third.stderr
+    assert not any("gunicorn" in f for f in platform.slug_of("py-cache", 3))
     assert "remote: -----> Released v2" in second.stderr
 
 
