@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RUNTIME_DEBS := redis-server redis-tools git
+RUNTIME_DEBS := redis-server redis-tools git haproxy
 TEST_DEBS := $(RUNTIME_DEBS) openssh-client openssh-server ruby-sidekiq ruby-redis-namespace postgresql
 
 .PHONY: up test lint bench venv clean

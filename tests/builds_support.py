@@ -51,7 +51,10 @@ class Platform:
         env.update(self.settings)
         self.env = env
         self.up = subprocess.Popen(
-            [*SLIPWAYD, "up", "--http-port", str(self.http_port), "--ssh-port", str(self.ssh_port)],
+            [
+                *(*SLIPWAYD, "up", "--http-port", str(self.http_port)),
+                *("--ssh-port", str(self.ssh_port), "--router-port", str(free_port())),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             text=True,

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     max_push_mb: int = Field(default=RepoHost.max_push // MB, ge=1)  # one push's pack
     git_memory_mb: int = Field(default=RepoHost.git_memory // MB, ge=64)  # each git's heap
 
+    # The router (slipway.router): its port, the domain apps are reached under
+    # (APP.DOMAIN), its pool of backends (apps it can route at once), and the seconds an app
+    # has to start answering a request (Heroku's 30 s).
+    router_port: int = Field(default=8000, ge=1, le=65535)
+    apps_domain: str = "localhost"
+    router_slots: int = Field(default=500, ge=1, le=20000)
+    router_timeout: int = Field(default=30, ge=1)
+
     # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
     # host's own API.
     api_url: str | None = None

@@ -22,7 +22,10 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
     env.update(HOME=str(home), SLIPWAY_DATA_DIR=str(data), GIT_CONFIG_NOSYSTEM="1")
     up = subprocess.Popen(
-        [*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port", str(ssh_port)],
+        [
+            *(*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port", str(ssh_port)),
+            *("--router-port", str(free_port())),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,

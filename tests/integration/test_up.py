@@ -35,6 +35,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     data_dir = tmp_path / "data"
     http_port, ssh_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    env["SLIPWAY_ROUTER_PORT"] = str(free_port())
     process = subprocess.Popen(
         [
             *SLIPWAYD_UP,
@@ -82,7 +83,9 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
     assert f"api      http://127.0.0.1:{up.http_port}" in banner
     assert f"gateway  ssh://git@127.0.0.1:{up.ssh_port}" in banner
     assert "worker   jobs of the queue repos-local" in banner
-    assert "runner   app runner and router" in banner  # listed as not started
+    assert "runner   app runner (pushes build releases" in banner  # listed as not started
+    assert "router   http://127.0.0.1:" in banner
+    assert "apps at http://APP.localhost:" in banner
     assert "Not started, not built yet:" in banner
     host_key = (data_dir / "gateway" / "ssh_host_ed25519_key.pub").read_text().split()
     assert f"[127.0.0.1]:{up.ssh_port} {host_key[0]} {host_key[1]}   # SHA256:" in banner
@@ -98,7 +101,9 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
         assert ((data_dir / private).stat().st_mode & 0o077) == 0
     children = _children(process.pid)
     assert sorted(child.name() for child in children)[-1] == "redis-server"
-    assert len(children) == 4  # redis, worker, api, gateway
+    # redis, the router (HAProxy's master and its worker), worker, api, gateway
+    assert [child.name() for child in children].count("haproxy") == 2
+    assert len(children) == 6
     with socket.create_connection(("127.0.0.1", up.ssh_port), timeout=5) as ssh:
         assert ssh.recv(64).startswith(b"SSH-2.0-")
 
@@ -136,6 +141,7 @@ def test_up_reports_a_child_that_cannot_start(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, "SLIPWAY_ROUTER_PORT": str(free_port())},
     )
     assert result.returncode == 1
     assert result.stderr.startswith("slipwayd up: redis exited with status")
@@ -154,6 +160,7 @@ def test_up_reports_a_child_that_cannot_start(tmp_path: Path) -> None:
 
 def _up(data_dir: Path, *flags: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    env["SLIPWAY_ROUTER_PORT"] = str(free_port())
     return subprocess.Popen(
         [*SLIPWAYD_UP, "--data-dir", str(data_dir), *flags],
         stdout=subprocess.PIPE,

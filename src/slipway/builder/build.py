@@ -41,6 +41,7 @@ from slipway.appuser import (
 from slipway.builder import buildlock
 from slipway.builder.buildlog import BUILDER_ALIVE_TTL, BuildLog, builder_alive_key
 from slipway.builder.buildpacks import BUILDPACKS_DIR, ORDER
+from slipway.builder.gitshell import SAFE_PATH
 from slipway.builder.layout import builds_dir, caches_dir, slugs_dir
 from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.builder.prereceive import QUEUE_WAIT_LIMIT
@@ -53,7 +54,6 @@ from slipway.jobs.connection import sync_redis
 
 log = logging.getLogger("slipway.builder")
 
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 STACK = "slipway-1"
 DETECT_TIMEOUT = 30.0
 # The host's own network settings, which downloads of dependencies need (a proxy and the
@@ -368,25 +368,28 @@ class Runner:
             **options,
         )
 
+    def quick(self, script: Path) -> tuple[int, str, str] | None:
+        """A buildpack's quick step (``detect``, ``release``) on the tree: status, output and
+        errors, or None when it hangs (stopped after DETECT_TIMEOUT seconds)."""
+        process = self._popen(
+            [str(script), str(self.workspace.app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            out, err = process.communicate(timeout=DETECT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop_group(process)
+            return None
+        return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
     def detect(self) -> tuple[str, Path]:
         settings = self.build.settings
         buildpacks = copy_for_app_users(
             BUILDPACKS_DIR, apps_root(settings.data_dir, settings.apps_dir)
         )
         for name in ORDER:
-            buildpack = buildpacks / name
-            process = self._popen(
-                [str(buildpack / "bin" / "detect"), str(self.workspace.app)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                out, _ = process.communicate(timeout=DETECT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                _stop_group(process)
-                continue
-            if process.returncode == 0:
-                return out.decode(errors="replace").strip() or name, buildpack
+            detected = self.quick(buildpacks / name / "bin" / "detect")
+            if detected is not None and detected[0] == 0:
+                return detected[1].strip() or name, buildpacks / name
         raise BuildFailed(
             BUILD_ERROR,
             "no buildpack matches this app: Slipway builds Python (requirements.txt or "
@@ -395,18 +398,13 @@ class Runner:
         )
 
     def release(self, buildpack: Path) -> dict[str, str]:
-        process = self._popen(
-            [str(buildpack / "bin" / "release"), str(self.workspace.app)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            out, err = process.communicate(timeout=DETECT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _stop_group(process)
-            raise BuildFailed(BUILD_ERROR, "the buildpack's release step hung") from None
-        if process.returncode != 0:
-            raise BuildFailed(BUILD_ERROR, f"the buildpack's release step failed: {err!r}")
+        """The buildpack's default process types."""
+        released = self.quick(buildpack / "bin" / "release")
+        if released is None:
+            raise BuildFailed(BUILD_ERROR, "the buildpack's release step hung")
+        status, out, err = released
+        if status != 0:
+            raise BuildFailed(BUILD_ERROR, f"the buildpack's release step failed: {err[:500]}")
         try:
             described = yaml.safe_load(out) or {}
             defaults = described.get("default_process_types") or {}

@@ -16,6 +16,10 @@ HttpPort = Annotated[
 SshPort = Annotated[
     int | None, typer.Option("--ssh-port", help="SSH gateway port [SLIPWAY_SSH_PORT, 2222].")
 ]
+RouterPort = Annotated[
+    int | None,
+    typer.Option("--router-port", help="Apps' HTTP port, the router [SLIPWAY_ROUTER_PORT, 8000]."),
+]
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on [SLIPWAY_HOST].")]
 RedisUrl = Annotated[
     str | None,

@@ -1,8 +1,9 @@
 """`slipwayd up`: the embedded platform in the foreground, one supervised child per part.
 
 It holds its data dir (one `up` per data dir), migrates the store once before any child
-starts, starts redis-server (unless given a Redis), the repo host's worker, the API and the
-gateway, prints where they listen and what to do next, and upgrades them in place on HUP.
+starts, starts redis-server (unless given a Redis), the router (HAProxy), the repo host's
+worker, the API and the gateway, prints where they listen and what to do next, and
+upgrades our servers in place on HUP (redis-server and HAProxy keep running).
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ import typer
 
 from slipway.builder.repositories import repo_queue
 from slipway.config import Settings, load_settings
-from slipway.daemon.options import DatabaseUrl, DataDir, Host, HttpPort, RedisUrl, SshPort
+from slipway.daemon.options import (
+    DatabaseUrl,
+    DataDir,
+    Host,
+    HttpPort,
+    RedisUrl,
+    RouterPort,
+    SshPort,
+)
 from slipway.embedded.datadir import AlreadyRunning, DataDirLock
 from slipway.embedded.redis_server import redis_service
 from slipway.embedded.supervisor import Service, ServiceError, Supervisor
 from slipway.graceful import listen
+from slipway.router.haproxy import router_service
 
 if TYPE_CHECKING:
     from slipway.store.db import Database
 
 NOT_YET_STARTED = {
-    "runner": "app runner and router (pushes build releases; nothing runs them yet)",
+    "runner": "app runner (pushes build releases; nothing runs them yet)",
 }
 
 NEXT_STEPS = """\
@@ -49,6 +59,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
         SLIPWAY_HTTP_PORT=str(settings.http_port),
         SLIPWAY_SSH_PORT=str(settings.ssh_port),
         SLIPWAY_DATABASE_URL=settings.effective_database_url,
+        SLIPWAY_ROUTER_PORT=str(settings.router_port),
     )
     if settings.redis_url:
         env["SLIPWAY_REDIS_URL"] = settings.redis_url
@@ -74,6 +85,17 @@ def _embedded_services(settings: Settings) -> list[Service]:
         redis = redis_service(settings.data_dir / "redis")
         services.append(redis)
         settings = settings.model_copy(update={"redis_url": redis.listens})
+    _listen(settings.host, settings.router_port, "--router-port / SLIPWAY_ROUTER_PORT").close()
+    services.append(
+        router_service(
+            settings.data_dir / "router",
+            settings.host,
+            settings.router_port,
+            settings.router_slots,
+            settings.router_timeout,
+            settings.apps_domain,
+        )
+    )
     env = _child_env(settings)
     http = _listen(settings.host, settings.http_port, "--http-port / SLIPWAY_HTTP_PORT")
     ssh = _listen(settings.host, settings.ssh_port, "--ssh-port / SLIPWAY_SSH_PORT")
@@ -143,6 +165,7 @@ def up(
     ssh_port: SshPort = None,
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
+    router_port: RouterPort = None,
 ) -> None:
     """Run the whole platform in the foreground; Ctrl-C stops everything.
 
@@ -159,6 +182,7 @@ def up(
         ssh_port=ssh_port,
         redis_url=redis_url,
         database_url=database_url,
+        router_port=router_port,
     )
     lock = DataDirLock(settings.data_dir)
     try:

@@ -253,6 +253,8 @@ def up(tmp_path: Path) -> Iterator[Up]:
             str(platform.http_port),
             "--ssh-port",
             str(platform.ssh_port),
+            "--router-port",
+            str(free_port()),
             log=output,
         )
         wait_until(lambda: "Slipway is up" in output.read_text(), 60, "slipwayd up", process)

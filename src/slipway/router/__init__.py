@@ -1,0 +1,7 @@
+"""The HTTP router: a private HAProxy, and the host → instances table kept in it.
+
+HAProxy runs in master-worker mode with its files in ``DATA_DIR/router``. Its configuration
+never changes while it runs: apps get one of a fixed pool of backends ("slots") through a
+host → slot map, and their instances are servers added to and removed from that slot, all
+through HAProxy's runtime API. No reload, so no connection is ever refused or cut.
+"""

@@ -1,0 +1,105 @@
+"""HAProxy's runtime API, over its admin socket: one command per connection, as HAProxy's
+non-interactive mode answers (the connection closes after the answer)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+TIMEOUT = 5.0
+
+
+class RouterError(Exception):
+    """HAProxy refused a command, or could not be reached; the message says which."""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str
+    port: int
+    state: str  # HAProxy's operational state: "2" running; admin state "0" ready
+
+
+class RuntimeApi:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def command(self, line: str) -> str:
+        if "\n" in line or ";" in line:
+            raise ValueError(f"one command at a time: {line!r}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect(str(self.path))
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except OSError as error:
+            raise RouterError(f"the router's runtime API is unreachable: {error}") from None
+        return b"".join(chunks).decode(errors="replace").strip()
+
+    def answers(self) -> bool:
+        try:
+            return self.command("show info").startswith("Name: HAProxy")
+        except RouterError:
+            return False
+
+    def map_entries(self, map_path: Path) -> dict[str, str]:
+        """key → value of a map (HAProxy prints "ID KEY VALUE" per line)."""
+        entries = {}
+        for line in self.command(f"show map {map_path}").splitlines():
+            words = line.split()
+            if len(words) == 3:
+                entries[words[1]] = words[2]
+        return entries
+
+    def set_map(self, map_path: Path, key: str, value: str) -> None:
+        answer = self.command(f"add map {map_path} {key} {value}")
+        if answer:
+            raise RouterError(f"add map {key}: {answer}")
+
+    def del_map(self, map_path: Path, key: str) -> None:
+        self.command(f"del map {map_path} {key}")
+
+    def servers(self, backend: str) -> list[Server]:
+        """The backend's servers (``show servers state``)."""
+        found = []
+        for line in self.command(f"show servers state {backend}").splitlines():
+            words = line.split()
+            if len(words) > 18 and not line.startswith("#") and words[1] == backend:
+                found.append(Server(words[3], words[4], int(words[18]), words[5]))
+        return found
+
+    def add_server(self, backend: str, name: str, address: str, port: int) -> None:
+        answer = self.command(f"add server {backend}/{name} {address}:{port}")
+        if "New server registered" not in answer:
+            raise RouterError(f"add server {backend}/{name}: {answer}")
+        self._expect_empty(f"enable server {backend}/{name}")
+
+    def sessions(self, backend: str, name: str) -> int:
+        """Connections the server has now (``scur`` of ``show stat``)."""
+        lines = self.command(f"show stat {backend} 4 -1").splitlines()
+        header = lines[0].lstrip("# ").split(",") if lines else []
+        for line in lines[1:]:
+            values = line.split(",")
+            if len(values) > 1 and values[1] == name:
+                return int(values[header.index("scur")] or 0)
+        return 0
+
+    def drain_server(self, backend: str, name: str) -> None:
+        """No new requests to it; the ones it is serving finish."""
+        self._expect_empty(f"set server {backend}/{name} state maint")
+
+    def del_server(self, backend: str, name: str) -> None:
+        self._expect_empty(f"shutdown sessions server {backend}/{name}")
+        answer = self.command(f"del server {backend}/{name}")
+        if "Server deleted" not in answer:
+            raise RouterError(f"del server {backend}/{name}: {answer}")
+
+    def _expect_empty(self, line: str) -> None:
+        answer = self.command(line)
+        if answer:
+            raise RouterError(f"{line}: {answer}")
