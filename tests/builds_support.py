@@ -39,7 +39,7 @@ class Platform:
         # App users (when the tests run as root) reach their files through here.
         self.apps_dir = Path(tempfile.mkdtemp(prefix="slipway-test-apps-"))
         self.apps_dir.chmod(0o711)
-        self.http_port, self.ssh_port = free_port(), free_port()
+        self.http_port, self.ssh_port, self.router_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
         env.update(
             HOME=str(self.home),
@@ -53,7 +53,7 @@ class Platform:
         self.up = subprocess.Popen(
             [
                 *(*SLIPWAYD, "up", "--http-port", str(self.http_port)),
-                *("--ssh-port", str(self.ssh_port), "--router-port", str(free_port())),
+                *("--ssh-port", str(self.ssh_port), "--router-port", str(self.router_port)),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -193,3 +193,11 @@ class Platform:
             if found["status"] not in ("queued", "building") or time.monotonic() > deadline:
                 return str(found["status"])
             time.sleep(0.2)
+
+    def visit(self, app: str, path: str = "/") -> httpx.Response:
+        """The app, through the router, as a browser reaches it at http://APP.localhost/."""
+        return httpx.get(
+            f"http://127.0.0.1:{self.router_port}{path}",
+            headers={"Host": f"{app}.localhost:{self.router_port}"},
+            timeout=30,
+        )

@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PREFIX = "slipway-"
 USER_ID_CHARS = 20  # of the app's uid: "slipway-" + 20 = 28 characters, under useradd's 32
@@ -79,9 +80,21 @@ def ensure_app_user(app_uid: str) -> AppUser | None:
     return AppUser(name, entry.pw_uid, entry.pw_gid)
 
 
+def run_as(user: AppUser | None) -> dict[str, Any]:
+    """subprocess.Popen's arguments that run a command as ``user`` (none without users)."""
+    if user is None:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
 def remove_app_user(app_uid: str) -> None:
-    if can_switch_users():
-        subprocess.run(["userdel", user_name(app_uid)], capture_output=True)
+    """OSError while the user still runs processes (the runner stops them first): the job
+    that asks is retried."""
+    if not can_switch_users():
+        return
+    removed = subprocess.run(["userdel", user_name(app_uid)], capture_output=True, text=True)
+    if removed.returncode not in (0, 6):  # 6: no such user (gone already)
+        raise OSError(f"cannot remove the user {user_name(app_uid)}: {removed.stderr.strip()}")
 
 
 def _searchable_by_all(path: Path) -> bool:

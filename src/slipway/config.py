@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     apps_domain: str = "localhost"
     router_slots: int = Field(default=500, ge=1, le=20000)
     router_timeout: int = Field(default=30, ge=1)
+    # Seconds a new web instance has to listen on its PORT before its deploy fails.
+    boot_timeout: float = Field(default=60.0, gt=0)
 
     # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
     # host's own API.

@@ -83,10 +83,9 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
     assert f"api      http://127.0.0.1:{up.http_port}" in banner
     assert f"gateway  ssh://git@127.0.0.1:{up.ssh_port}" in banner
     assert "worker   jobs of the queue repos-local" in banner
-    assert "runner   app runner (pushes build releases" in banner  # listed as not started
+    assert "runner   deploys from the queue runner-local" in banner
     assert "router   http://127.0.0.1:" in banner
     assert "apps at http://APP.localhost:" in banner
-    assert "Not started, not built yet:" in banner
     host_key = (data_dir / "gateway" / "ssh_host_ed25519_key.pub").read_text().split()
     assert f"[127.0.0.1]:{up.ssh_port} {host_key[0]} {host_key[1]}   # SHA256:" in banner
     assert f'export PATH="{Path(sys.executable).parent}:$PATH"' in banner
@@ -101,9 +100,9 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
         assert ((data_dir / private).stat().st_mode & 0o077) == 0
     children = _children(process.pid)
     assert sorted(child.name() for child in children)[-1] == "redis-server"
-    # redis, the router (HAProxy's master and its worker), worker, api, gateway
+    # redis, the router (HAProxy's master and its worker), worker, runner, api, gateway
     assert [child.name() for child in children].count("haproxy") == 2
-    assert len(children) == 6
+    assert len(children) == 7
     with socket.create_connection(("127.0.0.1", up.ssh_port), timeout=5) as ssh:
         assert ssh.recv(64).startswith(b"SSH-2.0-")
 

@@ -87,7 +87,7 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
     [
         ("slipway", ["logs", "-n", "10", "-f"], "slipway logs: not implemented yet\n"),
         ("slipway", ["db-tunnel", "-p", "10000"], "slipway db-tunnel: not implemented yet\n"),
-        ("slipwayd", ["runner"], "slipwayd runner: not implemented yet\n"),
+        ("slipway", ["rollback", "v1"], "slipway rollback: not implemented yet\n"),
     ],
 )
 def test_an_unbuilt_command_says_so_and_fails(program: str, args: list[str], message: str) -> None:

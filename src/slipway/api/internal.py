@@ -5,11 +5,13 @@ They hold no user data: every push, fetch and tunnel is decided here.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from slipway.api import runners
 from slipway.api.auth import Db, edge_service
 from slipway.api.errors import ApiError
 from slipway.api.schemas import (
@@ -25,6 +27,7 @@ from slipway.api.schemas import (
     PushIn,
     PushOut,
     RecordId,
+    ReleaseRunOut,
     Repository,
 )
 from slipway.store import accounts, apps, deployments, releases
@@ -154,8 +157,33 @@ def finish_deployment(
             build=build,
             config=apps.env_of(session, app),
         )
-        return FinishOut(
+        answer = FinishOut(
             status=deployment.status,
             release_version=deployment.release_version,
             keep_slugs=releases.kept_slugs(session, app, keep),
+        )
+        uid = app.uid
+    if answer.release_version is not None:
+        runners.deploy_release(request.app, uid, answer.release_version)
+    return answer
+
+
+@router.post("/apps/{uid}/releases/{version}")
+def release_to_run(db: Db, uid: str, version: RecordId) -> ReleaseRunOut:
+    """What a runner needs to run a release."""
+    with db.session() as session:
+        app = apps.app_by_uid(session, uid)
+        release = releases.release_of(session, app, version)
+        latest = releases.current_release(session, app)
+        types = json.loads(release.process_types)
+        return ReleaseRunOut(
+            app=app.name,
+            app_uid=app.uid,
+            version=release.version,
+            slug_id=release.slug_id,
+            commit=release.commit,
+            process_types=types,
+            config=json.loads(release.config),
+            formation={"web": 1} if "web" in types else {},
+            superseded=latest is not None and latest.version > release.version,
         )

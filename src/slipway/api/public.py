@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from slipway.api import keychallenge, repositories
+from slipway.api import keychallenge, repositories, runners
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.schemas import (
     AppIn,
@@ -184,10 +184,11 @@ def get_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> AppOut
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])
 def destroy_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> Response:
-    """Destroy the app; its repository is deleted by its repo host right after."""
+    """Destroy the app; its instances stop and its repository is deleted right after."""
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.ADMIN)
         uid = apps.destroy_app(session, found)
+    runners.stop_app(request.app, uid, app)
     repositories.delete_repository(request.app, uid)
     return Response(status_code=204)
 
@@ -231,7 +232,9 @@ def get_env(db: Db, caller: CurrentCaller, app: str) -> EnvOut:
 
 
 @router.patch("/apps/{app}/env", tags=["apps"])
-def change_env(db: Db, caller: CurrentCaller, app: str, body: EnvChange) -> EnvChangedOut:
+def change_env(
+    request: Request, db: Db, caller: CurrentCaller, app: str, body: EnvChange
+) -> EnvChangedOut:
     """Set and unset variables in one step; once the app has a release, a change makes the
     next one (the same slug with the new config), as on Heroku."""
     with db.session() as session:
@@ -243,4 +246,7 @@ def change_env(db: Db, caller: CurrentCaller, app: str, body: EnvChange) -> EnvC
             return EnvChangedOut(env=env, release_version=None)  # nothing to release
         description = releases.config_change_description(body.env)
         release = releases.release_config(session, found, env, description, user.name)
-        return EnvChangedOut(env=env, release_version=release.version if release else None)
+        version, uid = (release.version if release else None), found.uid
+    if version is not None:
+        runners.deploy_release(request.app, uid, version)
+    return EnvChangedOut(env=env, release_version=version)

@@ -254,3 +254,15 @@ class FinishOut(BaseModel):
     status: str
     release_version: int | None
     keep_slugs: list[str] = Field(description="The app's slugs to keep; others may go.")
+
+
+class ReleaseRunOut(BaseModel):
+    app: str
+    app_uid: str
+    version: int
+    slug_id: str
+    commit: str
+    process_types: dict[str, str]
+    config: dict[str, str]
+    formation: dict[str, int] = Field(description="Instances per process type.")
+    superseded: bool = Field(description="A newer release exists: deploy that one instead.")

@@ -36,6 +36,7 @@ from slipway.appuser import (
     ensure_app_user,
     give_to,
     remove_app_user,
+    run_as,
     traversable_dir,
 )
 from slipway.builder import buildlock
@@ -354,9 +355,6 @@ class Runner:
         return [str(self.workspace.app), str(self.workspace.cache), str(self.workspace.env)]
 
     def _popen(self, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-        identity: dict[str, Any] = {}
-        if self.user is not None:
-            identity = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
         return subprocess.Popen(
             argv,
             cwd=self.workspace.app,
@@ -364,7 +362,7 @@ class Runner:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             umask=0o077,
-            **identity,
+            **run_as(self.user),
             **options,
         )
 

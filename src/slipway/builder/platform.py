@@ -66,6 +66,11 @@ class PlatformApi:
         """The app's name, uid, commit, pusher and config vars; the deployment is building."""
         return self._call(f"/internal/deployments/{deployment_id}/build", {})
 
+    def release(self, app_uid: str, version: int) -> dict[str, Any]:
+        """What a runner runs: the release's slug, process types, config and formation, and
+        whether a newer release has superseded it."""
+        return self._call(f"/internal/apps/{app_uid}/releases/{version}", {})
+
     def finish(
         self,
         deployment_id: int,

@@ -13,7 +13,6 @@ import typer
 
 from slipway import __version__
 from slipway.daemon import admin, servers, up
-from slipway.unbuilt import add_unbuilt
 
 app = typer.Typer(
     name="slipwayd",
@@ -51,6 +50,6 @@ app.command()(servers.api)
 app.command()(servers.gateway)
 app.command("git-shell")(servers.git_shell)
 app.command()(servers.hook)
+app.command()(servers.runner)
 app.command("migrate")(admin.migrate_command)
 app.add_typer(admin.admin, name="admin")
-add_unbuilt(app, "runner", "Run apps' processes, collect logs and stats, configure the router.")

@@ -308,3 +308,25 @@ def hook(
     from slipway.builder import hooks
 
     raise typer.Exit(hooks.main([name]))
+
+
+def runner(
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Redis URL [SLIPWAY_REDIS_URL].")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 4,
+) -> None:
+    """Run apps' releases on this host: Deploy jobs from the queue runner-local (a worker of
+    slipway.runtime.jobs). Its apps stop when it stops."""
+    from slipway.runtime.jobs import runner_queue
+
+    settings = load_settings()
+    worker(
+        requires=["slipway.runtime.jobs"],
+        queues=[runner_queue()],
+        concurrency=concurrency,
+        timeout=10.0,
+        reliable=True,
+        tag="slipway-runner",
+        redis_url=redis_url or settings.redis_url,
+    )

@@ -32,13 +32,10 @@ from slipway.embedded.redis_server import redis_service
 from slipway.embedded.supervisor import Service, ServiceError, Supervisor
 from slipway.graceful import listen
 from slipway.router.haproxy import router_service
+from slipway.runtime.jobs import runner_queue
 
 if TYPE_CHECKING:
     from slipway.store.db import Database
-
-NOT_YET_STARTED = {
-    "runner": "app runner (pushes build releases; nothing runs them yet)",
-}
 
 NEXT_STEPS = """\
 Next steps:
@@ -117,6 +114,15 @@ def _embedded_services(settings: Settings) -> list[Service]:
             listens=f"jobs of the queue {queue}",
             log_path=str(settings.data_dir / "worker.log"),
         )
+    )
+    services.append(
+        Service(
+            name="runner",
+            argv=[*role, "runner", "--redis-url", settings.redis_url or ""],
+            env=env,
+            listens=f"deploys from the queue {runner_queue()}",
+            log_path=str(settings.data_dir / "runner.log"),
+        )  # not upgraded in place: its apps would stop with it
     )
     services.append(
         Service(
@@ -251,9 +257,6 @@ def _banner(settings: Settings, supervisor: Supervisor) -> None:
         print(f"  {service.name:<8} {service.listens}  (pid {service.pid}{log})")
     if settings.redis_url is not None:
         print(f"  {'redis':<8} {settings.redis_url}  (external)")
-    print("Not started, not built yet:")
-    for name, what in NOT_YET_STARTED.items():
-        print(f"  {name:<8} {what}")
     host = settings.effective_public_host
     print("The gateway's host keys, for ~/.ssh/known_hosts (check them before you trust them):")
     for line in known_hosts_lines(settings.data_dir / "gateway", host, settings.ssh_port):

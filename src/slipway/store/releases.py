@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from slipway.store.errors import Conflict
+from slipway.store.errors import Conflict, NotFound
 from slipway.store.models import App, Release
 
 
@@ -35,6 +35,15 @@ def current_release(session: Session, app: App) -> Release | None:
     return session.scalar(
         select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()).limit(1)
     )
+
+
+def release_of(session: Session, app: App, version: int) -> Release:
+    release = session.scalar(
+        select(Release).where(Release.app_id == app.id, Release.version == version)
+    )
+    if release is None:
+        raise NotFound(f"{app.name} has no release v{version}")
+    return release
 
 
 def releases_of(session: Session, app: App, offset: int, limit: int) -> tuple[list[Release], int]:

@@ -18,7 +18,7 @@ from slipway.appuser import user_name
 from tests.builds_support import SLIPWAY, Platform
 from tests.services import wait_until
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +154,13 @@ def test_a_static_site_needs_no_procfile(platform: Platform) -> None:
 
 
 def test_a_broken_static_json_is_rejected(platform: Platform) -> None:
-    app = platform.new_app("static-broken", "static", {"static.json": '{"root": "../../etc"}'})
+    app = platform.new_app("static-broken", "static")
+    assert platform.push(app).returncode == 0
+    platform.commit(app, {"static.json": '{"root": "../../etc"}'})
     pushed = platform.push(app)
     rejected_with(pushed, "the Static build failed (see the output above)")
     assert "root must be a relative path inside the app" in pushed.stderr
+    assert [r["version"] for r in platform.releases("static-broken")] == [1]
 
 
 def test_a_procfile_of_host_commands_is_enough(platform: Platform) -> None:
@@ -348,7 +351,8 @@ def test_destroying_an_app_removes_its_slugs_cache_and_user(platform: Platform) 
     platform.run(SLIPWAY, "apps", "destroy", "--yes", cwd=app)
     wait_until(lambda: not slugs.exists() and not cache.exists(), 30, "the app's files to go")
     if os.geteuid() == 0:
-        wait_until(lambda: not user_exists(user_name(uid)), 10, "the app's user to go")
+        # Once the runner has stopped its instances (the deletion is retried until then).
+        wait_until(lambda: not user_exists(user_name(uid)), 90, "the app's user to go")
 
 
 def user_exists(name: str) -> bool:

@@ -1,0 +1,122 @@
+"""The router's cost: the same HTTP load (wrk, keep-alive) on an app instance directly and
+through the router (HAProxy, routed by Host header), in one run: requests/s, p50 and p99,
+printed as ratios. Goals: throughput >= 0.9x direct, added p50 <= 0.5 ms.
+
+The app is a minimal ASGI app under uvicorn (httptools), one process, as a fast Python
+instance would be.
+
+    .venv/bin/python bench/router.py [--seconds 10] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.services import stop_process, wait_until  # noqa: E402
+
+from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
+from slipway.router.haproxy import RouterFiles, router_service  # noqa: E402
+from slipway.router.table import Router, Target  # noqa: E402
+
+APP = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"6")]})
+    await send({"type": "http.response.body", "body": b"hello\\n"})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools",
+            log_level="warning", access_log=False)
+"""
+
+
+def wrk(url: str, host: str, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            *("wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"),
+            *("-H", f"Host: {host}", url),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return {
+        "rps": float(rps.group(1)),
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "failed": float(failed.group(1)) if failed else 0.0,
+        "socket errors": 1.0 if errors else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    options = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("haproxy") is None:
+        raise SystemExit("needs wrk and haproxy (make bench installs them)")
+    directory = Path(tempfile.mkdtemp(prefix="sw-bench-router-"))
+    app_port, router_port = free_port(), free_port()
+    app = subprocess.Popen([sys.executable, "-c", APP, str(app_port)])
+    router = router_service(directory, "127.0.0.1", router_port, slots=10)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", app_port), 30, "the app", app)
+        router.start()
+        Router(RouterFiles(directory), slots=10).switch(
+            "bench", [Target("web-1", "127.0.0.1", app_port)]
+        )
+        wrk(f"http://127.0.0.1:{app_port}/", "warm.up", options.connections, 2)
+        direct = wrk(
+            f"http://127.0.0.1:{app_port}/", "bench.localhost", options.connections, options.seconds
+        )
+        routed = wrk(
+            f"http://127.0.0.1:{router_port}/",
+            "bench.localhost",
+            options.connections,
+            options.seconds,
+        )
+    finally:
+        router.stop()
+        stop_process(app)
+        shutil.rmtree(directory, ignore_errors=True)
+    print(f"{options.connections} keep-alive connections, {options.seconds} s each")
+    print(f"{'':16}{'direct':>12}{'router':>12}{'ratio':>10}")
+    print(
+        f"{'requests/s':16}{direct['rps']:12.0f}{routed['rps']:12.0f}"
+        f"{routed['rps'] / direct['rps']:9.2f}x   (goal >= 0.9x)"
+    )
+    for label in ("p50", "p99"):
+        print(
+            f"{label + ' ms':16}{direct[label]:12.2f}{routed[label]:12.2f}"
+            f"{routed[label] - direct[label]:+9.2f} ms"
+            + ("  (goal: added <= 0.5 ms)" if label == "p50" else "")
+        )
+    print(f"{'failed':16}{direct['failed']:12.0f}{routed['failed']:12.0f}")
+
+
+if __name__ == "__main__":
+    main()
