@@ -198,6 +198,8 @@ class Build:
             slug = None  # released: it stays
             self.prune_slugs(answer["keep_slugs"])
             self.output.write(f"-----> Released v{answer['release_version']}")
+            url = f"http://{info['app']}.{self.settings.apps_domain}:{self.settings.router_port}/"
+            self.output.write(f"       {url} (deployed once it listens on its PORT)")
             self.output.end(SUCCESS)
         except BuildFailed as failure:
             self._fail(failure.status, failure.reason)

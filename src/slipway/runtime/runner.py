@@ -78,6 +78,8 @@ class Runner:
         self.logs_dir = settings.data_dir / "logs"
         self.logs_dir.mkdir(mode=0o700, exist_ok=True)
         self.apps: dict[str, AppState] = {}
+        self._deploy_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self._ports: set[int] = set()
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -87,7 +89,25 @@ class Runner:
 
     def deploy(self, release: Release) -> None:
         """Start the release's instances; once every web instance takes connections, route
-        to them, then stop the previous release's. On failure the previous one serves on."""
+        to them, then stop the previous release's. On failure the previous one serves on.
+        One deploy at a time per app; a release older than the running one is skipped."""
+        with self._deploy_lock(release.app_uid):
+            current = self.apps.get(release.app_uid)
+            if current is not None and current.release.version >= release.version:
+                log.info(
+                    "%s v%s: v%s runs already",
+                    release.app,
+                    release.version,
+                    current.release.version,
+                )
+                return
+            self._deploy(release)
+
+    def _deploy_lock(self, app_uid: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._deploy_locks.setdefault(app_uid, threading.Lock())
+
+    def _deploy(self, release: Release) -> None:
         user = ensure_app_user(release.app_uid)
         directory = releases.unpack(
             self.releases_dir, release.app_uid, release.version, release.slug, user
@@ -108,6 +128,13 @@ class Runner:
         finally:
             if previous is not None:
                 previous.lock.release()
+        log.info(
+            "%s v%s serves at http://%s:%s/",
+            release.app,
+            release.version,
+            self.router.host(release.app),
+            self.settings.router_port,
+        )
         if previous is not None:
             self._stop(previous.instances)
             releases.prune(self.releases_dir, release.app_uid, {release.version})
