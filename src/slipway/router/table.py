@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from slipway.router.haproxy import RouterFiles, slot_name
 from slipway.router.runtime import RouterError, RuntimeApi
 
+REAP_FOR = 300.0  # seconds leftover servers are retried for (they go with a router restart)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -34,6 +36,8 @@ class Router:
         self.domain = domain
         self.runtime = RuntimeApi(files.admin_socket)
         self._lock = threading.Lock()
+        self._leftovers: set[tuple[str, str]] = set()  # out of rotation, to delete
+        self._reaper = threading.Thread()
 
     def host(self, app: str) -> str:
         return f"{app}.{self.domain}".lower()
@@ -43,10 +47,12 @@ class Router:
         return self.runtime.map_entries(self.files.hosts_map)
 
     def targets(self, app: str) -> list[Target]:
+        """The instances the app's requests go to."""
         slot = self.routes().get(self.host(app))
         if slot is None:
             return []
-        return [Target(s.name, s.address, s.port) for s in self.runtime.servers(slot)]
+        servers = self.runtime.servers(slot)
+        return [Target(s.name, s.address, s.port) for s in servers if s.in_rotation]
 
     def switch(self, app: str, targets: list[Target], drain_timeout: float = 30.0) -> None:
         """Route the app to ``targets`` and to them only (none: the app answers 503)."""
@@ -63,6 +69,9 @@ class Router:
                     raise RouterError(f"{app}: {target.name} is already routed elsewhere")
                 if existing is None:
                     self.runtime.add_server(slot, target.name, target.address, target.port)
+                elif not existing.in_rotation:  # back (a restarted instance): not a leftover
+                    self._leftovers.discard((slot, target.name))
+                    self.runtime.enable_server(slot, target.name)
             self._route(app, slot)
             leaving = [name for name in current if name not in wanted]
             for name in leaving:
@@ -83,13 +92,31 @@ class Router:
         self._retire(slot, leaving, drain_timeout)
 
     def _retire(self, slot: str, names: list[str], drain_timeout: float) -> None:
-        """Delete servers out of rotation once their requests are done (or at the timeout)."""
+        """Wait until servers out of rotation have finished their requests (or the
+        timeout); they are deleted then, or once HAProxy's idle connections to them close
+        (when their instance stops), by a thread of their own."""
         deadline = time.monotonic() + drain_timeout
         for name in names:
             while self.runtime.sessions(slot, name) and time.monotonic() < deadline:
                 time.sleep(0.05)
             with self._lock:
-                self.runtime.del_server(slot, name)
+                if not self.runtime.del_server(slot, name):
+                    self._leftovers.add((slot, name))
+        if self._leftovers and not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        deadline = time.monotonic() + REAP_FOR
+        while self._leftovers and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with self._lock:
+                for slot, name in list(self._leftovers):
+                    try:
+                        if self.runtime.del_server(slot, name):
+                            self._leftovers.discard((slot, name))
+                    except RouterError:
+                        self._leftovers.discard((slot, name))
 
     def _slot(self, app: str) -> str:
         routes = self.routes()

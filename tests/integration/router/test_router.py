@@ -190,3 +190,18 @@ def test_unrouting_an_app_makes_its_host_unknown(
     running.router.unroute("gone")
     assert running.get("gone.localhost").status_code == 404
     assert "gone.localhost" not in running.router.files.hosts_map.read_text()
+
+
+def test_an_instance_taken_out_and_back_serves_again(
+    running: RunningRouter, instances: list[Instance]
+) -> None:
+    # What a crash and a restart of the same instance do: out of rotation, then back.
+    a = start(instances, "web-1")
+    with httpx.Client() as client:  # a kept-alive connection: HAProxy keeps one to a too
+        running.router.switch("again", [a.target])
+        assert running.get("again.localhost", client).status_code == 200
+        running.router.switch("again", [])
+        assert running.get("again.localhost", client).status_code == 503
+        running.router.switch("again", [a.target])
+        assert running.get("again.localhost", client).json()["name"] == "web-1"
+    assert running.router.targets("again") == [a.target]
