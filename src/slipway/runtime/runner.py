@@ -112,22 +112,28 @@ class Runner:
         directory = releases.unpack(
             self.releases_dir, release.app_uid, release.version, release.slug, user
         )
-        started = self._start(release, directory)
-        try:
-            self._wait_ready([i for i in started if i.kind == "web"])
-        except DeployFailed:
-            self._stop(started)
-            raise
+        started: list[Instance] = []
         previous = self.apps.get(release.app_uid)
         state = AppState(release, directory, started)
-        if previous is not None:
-            previous.lock.acquire()
         try:
-            self.apps[release.app_uid] = state
-            self._route(state)
-        finally:
+            started += self._start(release, directory)
+            self._wait_ready([i for i in started if i.kind == "web"])
             if previous is not None:
-                previous.lock.release()
+                previous.lock.acquire()
+            try:
+                self.apps[release.app_uid] = state
+                self._route(state)
+            finally:
+                if previous is not None:
+                    previous.lock.release()
+        except BaseException:  # the previous release serves on (or nothing did)
+            if previous is not None:
+                self.apps[release.app_uid] = previous
+                self._route(previous)
+            else:
+                self.apps.pop(release.app_uid, None)
+            self._stop(started)
+            raise
         log.info(
             "%s v%s serves at http://%s:%s/",
             release.app,
