@@ -62,7 +62,7 @@ def start_push(platform: Platform, app: Path) -> subprocess.Popen[str]:
 def test_a_push_while_the_app_builds_is_refused_and_the_first_goes_on(
     platform: Platform,
 ) -> None:
-    app = slow_app(platform, "busy", 4)
+    app = slow_app(platform, "busy", 10)  # long enough for the second push, even when busy
     first = start_push(platform, app)
     other = platform.home / "busy-clone"
     shutil.copytree(app, other)
