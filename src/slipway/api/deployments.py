@@ -22,7 +22,7 @@ from slipway.store.models import Deployment, Release
 
 router = APIRouter(prefix="/v1/apps/{app}", tags=["deployments"])
 
-FOLLOW_POLL = 5.0  # seconds between checks that a follower is still there
+FOLLOW_POLL = 2.0  # seconds between checks that a follower is still there
 
 
 def deployment_out(deployment: Deployment) -> DeploymentOut:

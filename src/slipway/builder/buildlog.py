@@ -17,6 +17,7 @@ import redis
 MAX_LINES = 10_000
 MAX_LINE = 10_000  # bytes: longer lines are split, as Heroku does
 KEEP_SECONDS = 7 * 24 * 3600
+MAX_BLOCK = 2.0  # seconds a read waits for new entries
 
 
 BUILDER_ALIVE_TTL = 15  # seconds: the hook's sign that a worker still builds
@@ -68,8 +69,9 @@ class BuildLog:
         rows: Any
         if block is None:
             rows = self.redis.xrange(self.key, f"({after}" if after != "0" else "-", "+")
-        else:
-            answer: Any = self.redis.xread({self.key: after}, block=max(1, int(block * 1000)))
+        else:  # blocked less than the connection's read timeout (5 s), which would end it
+            wait = min(block, MAX_BLOCK)
+            answer: Any = self.redis.xread({self.key: after}, block=max(1, int(wait * 1000)))
             rows = answer[0][1] if answer else []
         return [_entry(entry_id, fields) for entry_id, fields in rows]
 
