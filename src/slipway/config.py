@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     router_timeout: int = Field(default=30, ge=1)
     # Seconds a new web instance has to listen on its PORT before its deploy fails.
     boot_timeout: float = Field(default=60.0, gt=0)
+    # Seconds a release's `release:` command may run before its deploy fails (Heroku: 1 h).
+    release_timeout: float = Field(default=3600.0, gt=0)
 
     # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
     # host's own API.

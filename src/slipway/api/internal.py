@@ -185,5 +185,6 @@ def release_to_run(db: Db, uid: str, version: RecordId) -> ReleaseRunOut:
             process_types=types,
             config=json.loads(release.config),
             formation={"web": 1} if "web" in types else {},
+            release_command=release.release_command,
             superseded=latest is not None and latest.version > release.version,
         )

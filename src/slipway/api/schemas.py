@@ -265,4 +265,5 @@ class ReleaseRunOut(BaseModel):
     process_types: dict[str, str]
     config: dict[str, str]
     formation: dict[str, int] = Field(description="Instances per process type.")
+    release_command: str | None = Field(description="Run before traffic moves (Procfile).")
     superseded: bool = Field(description="A newer release exists: deploy that one instead.")

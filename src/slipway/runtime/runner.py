@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Release:
     process_types: dict[str, str]
     config: dict[str, str]
     formation: dict[str, int]
+    release_command: str | None = None
 
     @classmethod
     def from_api(cls, answer: dict[str, Any], slugs: Path) -> Release:
@@ -55,6 +57,7 @@ class Release:
             process_types=dict(answer["process_types"]),
             config=dict(answer["config"]),
             formation=dict(answer.get("formation") or {"web": 1}),
+            release_command=answer.get("release_command"),
         )
 
 
@@ -116,6 +119,7 @@ class Runner:
         previous = self.apps.get(release.app_uid)
         state = AppState(release, directory, started)
         try:
+            self._release_phase(release, directory)
             started += self._start(release, directory)
             self._wait_ready([i for i in started if i.kind == "web"])
             if previous is not None:
@@ -144,6 +148,38 @@ class Runner:
         if previous is not None:
             self._stop(previous.instances)
             releases.prune(self.releases_dir, release.app_uid, {release.version})
+
+    def _release_phase(self, release: Release, directory: Path) -> None:
+        """The Procfile's ``release:`` command (migrations...), in a one-off instance of the
+        new release, before any of its instances starts: if it fails, nothing changes."""
+        if not release.release_command:
+            return
+        one_off = Instance(
+            release.app,
+            release.app_uid,
+            release.version,
+            "release",
+            1,
+            release.release_command,
+            self._port(),
+        )
+        env = one_off.environment(release.config, release.commit, directory)
+        user = ensure_app_user(release.app_uid)
+        one_off.start(directory, env, user, self._log(release.app_uid, one_off))
+        assert one_off.process is not None
+        try:
+            status = one_off.process.wait(self.settings.release_timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+        finally:
+            one_off.stop(SHUTDOWN_TIMEOUT)
+            self._ports.discard(one_off.port)
+        if status != 0:
+            outcome = "timed out" if status is None else f"exited with status {status}"
+            raise DeployFailed(
+                f"{release.app} v{release.version}: the release command {outcome} "
+                f"(hook-error; see release.1.log); the previous release serves on"
+            )
 
     def _start(self, release: Release, directory: Path) -> list[Instance]:
         user = ensure_app_user(release.app_uid)

@@ -150,3 +150,33 @@ def sleeping(command: str) -> bool:
     return any(
         command in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
     )
+
+
+def test_the_release_command_runs_before_traffic_moves(platform: Platform) -> None:
+    # The web process serves what the release command wrote: it ran first, in the release.
+    reader = server("v1").replace(
+        "os.environ.get('GREETING', 'hello')", "open('released.txt').read().strip()"
+    )
+    app = platform.new_app(
+        "migrating",
+        None,
+        {
+            "Procfile": "web: python3 server.py\nrelease: echo migrated > released.txt\n",
+            "server.py": reader,
+        },
+    )
+    assert platform.push(app).returncode == 0
+    answers(platform, "migrating", "migrated v1")
+    # A failing release command: the new release never starts, the old one serves on.
+    platform.commit(
+        app,
+        {
+            "Procfile": "web: python3 server.py\nrelease: exit 3\n",
+            "server.py": reader.replace("'v1'", "'v2'"),
+        },
+    )
+    assert platform.push(app).returncode == 0
+    log = platform.data / "runner.log"
+    failed = "the release command exited with status 3 (hook-error"
+    wait_until(lambda: failed in log.read_text(), 30, "the failed release command")
+    assert "migrated v1" in platform.visit("migrating").text
