@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from slipway.embedded.supervisor import free_port
+from tests.services import apps_dir
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
@@ -37,7 +38,7 @@ class Platform:
         self.home = self.root / "home"
         self.home.mkdir()
         # App users (when the tests run as root) reach their files through here.
-        self.apps_dir = Path(tempfile.mkdtemp(prefix="slipway-test-apps-"))
+        self.apps_dir = Path(tempfile.mkdtemp(prefix="slipway-test-apps-", dir=apps_dir()))
         self.apps_dir.chmod(0o711)
         self.http_port, self.ssh_port, self.router_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}

@@ -7,7 +7,9 @@ tears it down.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import getpass
 import glob
 import json
@@ -381,3 +383,14 @@ class UnixRedisServer(RedisServer):
     def start(self) -> None:
         self.process = self._launch()
         wait_until(lambda: answers_ping(self.url), 10, "redis-server", self.process)
+
+
+@functools.cache
+def apps_dir() -> Path:
+    """SLIPWAY_APPS_DIR for a test's platform: where app users (when the tests run as root)
+    can reach their builds and releases, which pytest's private tmp dirs are not; removed
+    when the tests end, so nothing piles up on the machine."""
+    directory = Path(tempfile.mkdtemp(prefix="slipway-test-apps-"))
+    directory.chmod(0o711)
+    atexit.register(shutil.rmtree, directory, True)
+    return directory

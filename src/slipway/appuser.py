@@ -112,7 +112,9 @@ def apps_root(data_dir: Path, configured: Path | None = None) -> Path:
         root = FALLBACK_ROOT / digest
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if can_switch_users():
-        for path in (root, *root.parents):
+        # Ours to open for traversal: the root and the directories we made on the way to
+        # it, never a parent of a directory the operator chose.
+        for path in (root,) if configured is not None else (root, *root.parents):
             if path == data_dir.parent or path == Path("/"):
                 break
             info = os.stat(path)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from slipway.embedded.supervisor import free_port
+from tests.services import apps_dir
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
@@ -20,7 +21,12 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
     home.mkdir()
     http_port, ssh_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
-    env.update(HOME=str(home), SLIPWAY_DATA_DIR=str(data), GIT_CONFIG_NOSYSTEM="1")
+    env.update(
+        HOME=str(home),
+        SLIPWAY_DATA_DIR=str(data),
+        SLIPWAY_APPS_DIR=str(apps_dir() / "newcomer"),
+        GIT_CONFIG_NOSYSTEM="1",
+    )
     up = subprocess.Popen(
         [
             *(*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port", str(ssh_port)),

@@ -22,7 +22,7 @@ import pytest
 from slipway.embedded.supervisor import free_port
 from tests.keys import proven_key
 from tests.load import Load
-from tests.services import exited, wait_until
+from tests.services import apps_dir, exited, wait_until
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 PROXY = Path(__file__).parents[2] / "throttled_proxy.py"
@@ -163,7 +163,12 @@ def _platform(tmp_path: Path) -> Platform:
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
-    env.update(HOME=str(home), SLIPWAY_DATA_DIR=str(data), GIT_CONFIG_NOSYSTEM="1")
+    env.update(
+        HOME=str(home),
+        SLIPWAY_DATA_DIR=str(data),
+        SLIPWAY_APPS_DIR=str(apps_dir() / tmp_path.name),
+        GIT_CONFIG_NOSYSTEM="1",
+    )
     return Platform(home, data, env, free_port(), free_port(), free_port())
 
 
