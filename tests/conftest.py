@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pwd
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from slipway.appuser import PREFIX, can_switch_users
 from tests.services import Postgres, RedisServer, Sshd
 
 
@@ -35,3 +38,18 @@ def sshd() -> Iterator[Sshd]:
 def postgres() -> Iterator[Postgres]:
     with Postgres() as server:
         yield server
+
+
+def _app_users() -> set[str]:
+    return {entry.pw_name for entry in pwd.getpwall() if entry.pw_name.startswith(PREFIX)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_app_users_left_behind() -> Iterator[None]:
+    """The app users the tests' platforms made (run as root, they make one per app) go when
+    the session ends; users that were there before, a platform of the machine's own, stay."""
+    before = _app_users() if can_switch_users() else set()
+    yield
+    if can_switch_users():
+        for name in sorted(_app_users() - before):
+            subprocess.run(["userdel", name], capture_output=True)
