@@ -77,4 +77,8 @@ async def serve_metrics(listener: socket.socket, registry: CollectorRegistry) ->
         answering.add(task)
         task.add_done_callback(answering.discard)
 
-    await accept_connections(listener, start)
+    try:
+        await accept_connections(listener, start)
+    finally:  # stopped: the connections accepted so far still get their answer
+        if answering:
+            await asyncio.wait(answering, timeout=10)
