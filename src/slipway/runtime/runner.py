@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slipway.appuser import apps_root, ensure_app_user, traversable_dir
+from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
 from slipway.config import Settings
 from slipway.embedded.supervisor import free_port
 from slipway.router.haproxy import RouterFiles
@@ -119,8 +119,8 @@ class Runner:
         previous = self.apps.get(release.app_uid)
         state = AppState(release, directory, started)
         try:
-            self._release_phase(release, directory)
-            started += self._start(release, directory)
+            self._release_phase(release, directory, user)
+            started += self._start(release, directory, user)
             self._wait_ready([i for i in started if i.kind == "web"])
             if previous is not None:
                 previous.lock.acquire()
@@ -149,7 +149,7 @@ class Runner:
             self._stop(previous.instances)
             releases.prune(self.releases_dir, release.app_uid, {release.version})
 
-    def _release_phase(self, release: Release, directory: Path) -> None:
+    def _release_phase(self, release: Release, directory: Path, user: AppUser | None) -> None:
         """The Procfile's ``release:`` command (migrations...), in a one-off instance of the
         new release, before any of its instances starts: if it fails, nothing changes."""
         if not release.release_command:
@@ -164,7 +164,6 @@ class Runner:
             self._port(),
         )
         env = one_off.environment(release.config, release.commit, directory)
-        user = ensure_app_user(release.app_uid)
         one_off.start(directory, env, user, self._log(release.app_uid, one_off))
         assert one_off.process is not None
         try:
@@ -181,8 +180,7 @@ class Runner:
                 f"(hook-error; see release.1.log); the previous release serves on"
             )
 
-    def _start(self, release: Release, directory: Path) -> list[Instance]:
-        user = ensure_app_user(release.app_uid)
+    def _start(self, release: Release, directory: Path, user: AppUser | None) -> list[Instance]:
         started = []
         for kind, count in release.formation.items():
             command = release.process_types.get(kind)
