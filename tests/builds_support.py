@@ -19,7 +19,10 @@ from typing import Any
 
 import httpx
 
+from slipway.applog import stream_key
+from slipway.deployment_states import RUNNING, STARTING
 from slipway.embedded.supervisor import free_port
+from slipway.jobs.connection import sync_redis
 from tests.services import apps_dir
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
@@ -51,19 +54,7 @@ class Platform:
         )
         env.update(self.settings)
         self.env = env
-        self.up = subprocess.Popen(
-            [
-                *(*SLIPWAYD, "up", "--http-port", str(self.http_port)),
-                *("--ssh-port", str(self.ssh_port), "--router-port", str(self.router_port)),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.up.stdout is not None
-        for line in self.up.stdout:
-            if line.startswith("  5."):
-                break
+        self.launch()
         self.token = self.run(*SLIPWAYD, "admin", "create-user", "alice", "--admin").strip()
         self.api_url = f"http://127.0.0.1:{self.http_port}"
         self.run(SLIPWAY, "login", "--api-url", self.api_url, "--token", self.token)
@@ -80,6 +71,28 @@ class Platform:
             f"ssh -o UserKnownHostsFile={ssh / 'known_hosts'} -o BatchMode=yes "
             f"-i {ssh / 'id_ed25519'} -o IdentitiesOnly=yes"
         )
+
+    def launch(self) -> None:
+        """``slipwayd up``, until it says it runs."""
+        self.up = subprocess.Popen(
+            [
+                *(*SLIPWAYD, "up", "--http-port", str(self.http_port)),
+                *("--ssh-port", str(self.ssh_port), "--router-port", str(self.router_port)),
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.up.stdout is not None
+        for line in self.up.stdout:
+            if line.startswith("  5."):
+                break
+
+    def restart(self) -> None:
+        """Stop ``slipwayd up`` (Ctrl-C) and start it again on the same data."""
+        self.up.send_signal(signal.SIGINT)
+        assert self.up.wait(30) == 0
+        self.launch()
 
     def stop(self) -> None:
         """Destroy every app first: their slugs, caches and Unix users go too."""
@@ -157,6 +170,22 @@ class Platform:
         response.raise_for_status()
         return response.json()
 
+    def call(self, method: str, path: str, body: Any, expect: int | None = None) -> Any:
+        """An API call as alice; its JSON answer (checked to have status ``expect``, else
+        to be a success)."""
+        response = httpx.request(
+            method,
+            f"{self.api_url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        if expect is None:
+            response.raise_for_status()
+        else:
+            assert response.status_code == expect, response.text
+        return response.json() if response.content else None
+
     def deployments(self, app: str) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/apps/{app}/deployments")["items"])
 
@@ -191,9 +220,31 @@ class Platform:
         deadline = time.monotonic() + timeout
         while True:
             found = self.get(f"/v1/apps/{app}/deployments/{deployment_id}")
-            if found["status"] not in ("queued", "building") or time.monotonic() > deadline:
+            if found["status"] not in (*RUNNING, STARTING) or time.monotonic() > deadline:
                 return str(found["status"])
             time.sleep(0.2)
+
+    def app_log(self, app: str) -> list[dict[str, str]]:
+        """The app's log stream, oldest first, as the runner wrote it."""
+        connection = sync_redis(f"unix://{self.data / 'redis' / 'redis.sock'}")
+        try:
+            entries = connection.xrange(stream_key(self.uid(app)))
+        finally:
+            connection.close()
+        return [
+            {key.decode(): value.decode() for key, value in fields.items()} for _, fields in entries
+        ]
+
+    def wait_for_log(self, app: str, text: str, timeout: float = 30) -> dict[str, str]:
+        """The first line of the app's log that contains ``text``, once there is one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.app_log(app):
+                if text in line["m"]:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the log of {app}")
+            time.sleep(0.1)
 
     def visit(self, app: str, path: str = "/") -> httpx.Response:
         """The app, through the router, as a browser reaches it at http://APP.localhost/."""

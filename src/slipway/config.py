@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     boot_timeout: float = Field(default=60.0, gt=0)
     # Seconds a release's `release:` command may run before its deploy fails (Heroku: 1 h).
     release_timeout: float = Field(default=3600.0, gt=0)
+    # Seconds between SIGTERM and SIGKILL when an instance stops.
+    stop_timeout: float = Field(default=30.0, gt=0)
+    # An app's log: the newest lines kept, for at most this many days; each instance may
+    # write this many lines a minute (more are dropped, with one notice).
+    log_max_lines: int = Field(default=100_000, ge=100)
+    log_max_days: float = Field(default=7.0, gt=0)
+    log_lines_per_minute: int = Field(default=16_384, ge=10)
 
     # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
     # host's own API.

@@ -20,6 +20,7 @@ from slipway.api.schemas import (
     AuthorizeIn,
     AuthorizeOut,
     BuildInfoOut,
+    CurrentReleasesOut,
     Destination,
     FinishIn,
     FinishOut,
@@ -29,10 +30,13 @@ from slipway.api.schemas import (
     RecordId,
     ReleaseRunOut,
     Repository,
+    RunningReleaseOut,
+    StartedIn,
 )
 from slipway.store import accounts, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
+from slipway.store.formation import formation_of
 from slipway.store.models import App, utcnow
 
 router = APIRouter(prefix="/internal", dependencies=[Depends(edge_service)], tags=["internal"])
@@ -184,7 +188,27 @@ def release_to_run(db: Db, uid: str, version: RecordId) -> ReleaseRunOut:
             commit=release.commit,
             process_types=types,
             config=json.loads(release.config),
-            formation={"web": 1} if "web" in types else {},
+            formation=formation_of(app, list(types)),
             release_command=release.release_command,
             superseded=latest is not None and latest.version > release.version,
+        )
+
+
+@router.post("/apps/{uid}/releases/{version}/started", status_code=204)
+def release_started(db: Db, uid: str, version: RecordId, body: StartedIn) -> None:
+    """A runner says how the start of a release went; its deployment ends so."""
+    with db.session() as session:
+        app = apps.app_by_uid(session, uid)
+        deployments.record_start(session, app, version, body.status, body.error)
+
+
+@router.post("/releases/current")
+def current_releases(db: Db) -> CurrentReleasesOut:
+    """Every app's current release: what a runner that (re)starts brings up."""
+    with db.session() as session:
+        return CurrentReleasesOut(
+            releases=[
+                RunningReleaseOut(app_uid=app.uid, version=release.version)
+                for app, release in releases.current_releases(session)
+            ]
         )

@@ -14,6 +14,8 @@ log = logging.getLogger("slipway.api")
 # slipway.runtime.jobs' names, without importing the runtime
 DEPLOY = "slipway.deploy"
 STOP_APP = "slipway.stop_app"
+SCALE = "slipway.scale"
+RESTART = "slipway.restart"
 RUNNER_QUEUE = "runner-local"  # one runner, on this host, for now
 
 
@@ -25,6 +27,16 @@ def deploy_release(app: FastAPI, app_uid: str, version: int) -> None:
 def stop_app(app: FastAPI, app_uid: str, name: str) -> None:
     """Ask the runner to stop a destroyed app's instances and route its host nowhere."""
     _ask(app, STOP_APP, [app_uid, name], retry=3)
+
+
+def scale(app: FastAPI, app_uid: str, formation: dict[str, int]) -> None:
+    """Ask the runner to run this many instances of each process type."""
+    _ask(app, SCALE, [app_uid, formation], retry=False)
+
+
+def restart(app: FastAPI, app_uid: str, scope: list[str]) -> None:
+    """Ask the runner to replace instances (all, some types, some instances)."""
+    _ask(app, RESTART, [app_uid, scope], retry=False)
 
 
 def _ask(app: FastAPI, job: str, args: list[object], retry: int | bool) -> None:

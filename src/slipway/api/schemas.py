@@ -166,7 +166,8 @@ class AppChange(BaseModel):
 class DeploymentOut(BaseModel):
     id: int
     status: str = Field(
-        description="queued, building, success, build-error, timeout-error or aborted."
+        description="queued, building, starting (built, released, booting), then success, "
+        "build-error, timeout-error, crashed-error, hook-error or aborted."
     )
     ref: str
     commit: str
@@ -248,6 +249,43 @@ class FinishIn(BaseModel):
     error: str | None = Field(None, max_length=10_000)
     log: str | None = None
     build: BuildIn | None = None
+
+
+class StartedIn(BaseModel):
+    """How a runner's start of a release ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(pattern="^(success|crashed-error|timeout-error|hook-error|aborted)$")
+    error: str | None = Field(None, max_length=10_000)
+
+
+class RunningReleaseOut(BaseModel):
+    app_uid: str
+    version: int
+
+
+class FormationOut(BaseModel):
+    formation: dict[str, int] = Field(description="Instances per process type.")
+
+
+class ScaleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    formation: dict[Annotated[str, Field(max_length=64)], int] = Field(
+        min_length=1, max_length=50, description='New counts, e.g. {"web": 2}.'
+    )
+
+
+class RestartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: list[Annotated[str, Field(max_length=80)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Process types (web) or instances (web.1); none: all of them.",
+    )
+
+
+class CurrentReleasesOut(BaseModel):
+    releases: list[RunningReleaseOut]
 
 
 class FinishOut(BaseModel):

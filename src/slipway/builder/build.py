@@ -49,7 +49,7 @@ from slipway.builder.prereceive import QUEUE_WAIT_LIMIT
 from slipway.builder.procfile import ProcfileError, parse_procfile, split_release_command
 from slipway.builder.repositories import MB, REPOSITORY_ID, megabytes
 from slipway.config import Settings
-from slipway.deployment_states import ABORTED, BUILD_ERROR, SUCCESS, TIMEOUT_ERROR
+from slipway.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS, TIMEOUT_ERROR
 from slipway.filelock import exclusive
 from slipway.jobs.connection import sync_redis
 
@@ -192,7 +192,7 @@ class Build:
             if not self.still_wanted():
                 raise BuildFailed(ABORTED, "the push was interrupted: build cancelled")
             answer = self.api.finish(self.deployment_id, SUCCESS, log=self.log(), build=result)
-            if answer["status"] != SUCCESS:  # the pusher gave up just before the end
+            if answer["status"] != STARTING:  # the pusher gave up just before the end
                 self.output.end(answer["status"], "the push was interrupted: build cancelled")
                 return
             slug = None  # released: it stays

@@ -42,7 +42,8 @@ class PlatformApi:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                answer: dict[str, Any] = json.load(response)
+                content = response.read()
+                answer: dict[str, Any] = json.loads(content) if content else {}
                 return answer
         except urllib.error.HTTPError as error:
             try:
@@ -86,3 +87,16 @@ class PlatformApi:
             f"/internal/deployments/{deployment_id}/finish",
             {"status": status, "error": error, "log": log, "build": build},
         )
+
+    def release_started(
+        self, app_uid: str, version: int, status: str, error: str | None = None
+    ) -> None:
+        """How a runner's start of the release went (its deployment ends so)."""
+        self._call(
+            f"/internal/apps/{app_uid}/releases/{version}/started",
+            {"status": status, "error": error},
+        )
+
+    def current_releases(self) -> list[dict[str, Any]]:
+        """Each app's newest release (``app_uid``, ``version``): what a runner runs."""
+        return list(self._call("/internal/releases/current", {})["releases"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -316,11 +317,13 @@ def runner(
     ] = None,
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 4,
 ) -> None:
-    """Run apps' releases on this host: Deploy jobs from the queue runner-local (a worker of
-    slipway.runtime.jobs). Its apps stop when it stops."""
-    from slipway.runtime.jobs import runner_queue
+    """Run apps' releases on this host: deploy, scale, restart and stop jobs from the queue
+    runner-local (a worker of slipway.runtime.jobs). It starts every app's current release
+    when it starts; its apps stop when it stops."""
+    from slipway.runtime.jobs import bring_up_current_releases, runner_queue
 
     settings = load_settings()
+    threading.Thread(target=bring_up_current_releases, name="bring-up", daemon=True).start()
     worker(
         requires=["slipway.runtime.jobs"],
         queues=[runner_queue()],

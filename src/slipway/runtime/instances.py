@@ -39,8 +39,9 @@ class Instance:
 
     @property
     def server(self) -> str:
-        """Its name in the router: unique across the app's releases."""
-        return f"{self.kind}-{self.index}-v{self.version}"
+        """Its name in the router, and its files' names: unique across the app's releases
+        and restarts (no two instances share a PORT)."""
+        return f"{self.kind}-{self.index}-{self.port}"
 
     def environment(self, config: dict[str, str], commit: str, directory: Path) -> dict[str, str]:
         return {
@@ -57,15 +58,19 @@ class Instance:
             "APP": self.app,
         }
 
-    def start(self, directory: Path, env: dict[str, str], user: AppUser | None, log: Path) -> None:
-        with open(log, "ab") as output:
+    def start(self, directory: Path, env: dict[str, str], user: AppUser | None, logs: Path) -> None:
+        """Run it; its output goes to ``logs`` + ``.stdout`` and ``.stderr``."""
+        with (
+            open(logs.with_name(logs.name + ".stdout"), "ab") as stdout,
+            open(logs.with_name(logs.name + ".stderr"), "ab") as stderr,
+        ):
             self.process = subprocess.Popen(
                 ["/bin/bash", "-c", PROFILE + self.command],
                 cwd=directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
+                stdout=stdout,
+                stderr=stderr,
                 start_new_session=True,
                 umask=0o077,
                 **run_as(user),
@@ -97,3 +102,12 @@ class Instance:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+    def exit_description(self) -> str:
+        code = self.process.returncode if self.process else None
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"

@@ -1,17 +1,27 @@
-"""The jobs a runner takes from its queue (``slipwayd runner``)."""
+"""The jobs a runner takes from its queue (``slipwayd runner``), and what it does when it
+starts: bring up every app's current release."""
 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
+import time
 
 from slipway import jobs
-from slipway.builder.platform import PlatformApi
+from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.config import Settings
-from slipway.runtime.runner import Release, Runner
+from slipway.deployment_states import ABORTED, SUCCESS
+from slipway.jobs.connection import sync_redis
+from slipway.runtime.runner import DeployFailed, Release, Runner
+
+log = logging.getLogger("slipway.runtime")
 
 DEPLOY = "slipway.deploy"
 STOP_APP = "slipway.stop_app"
+SCALE = "slipway.scale"
+RESTART = "slipway.restart"
+API_WAIT = 60.0  # seconds a starting runner waits for the API
 _runner: Runner | None = None
 _lock = threading.Lock()
 
@@ -24,22 +34,75 @@ def this_runner() -> Runner:
     global _runner
     with _lock:
         if _runner is None:
-            _runner = Runner(Settings())
+            settings = Settings()
+            if settings.redis_url is None:
+                raise RuntimeError("SLIPWAY_REDIS_URL is not set for the runner")
+            _runner = Runner(settings, sync_redis(settings.redis_url))
             atexit.register(_runner.shutdown)
         return _runner
 
 
 @jobs.job(DEPLOY, retry=False)
 def deploy(app_uid: str, version: int) -> None:
-    """Run release ``version`` of the app, then stop the one it replaces."""
+    """Run release ``version`` of the app, then stop the one it replaces; tell the API
+    how it went (the release's deployment ends so)."""
     runner = this_runner()
-    answer = PlatformApi.from_settings(runner.settings).release(app_uid, int(version))
+    api = PlatformApi.from_settings(runner.settings)
+    answer = api.release(app_uid, int(version))
     if answer.get("superseded"):
         return  # a newer release is on its way: it will be deployed instead
-    runner.deploy(Release.from_api(answer, runner.settings.data_dir / "slugs"))
+    _deploy(runner, api, Release.from_api(answer, runner.settings.data_dir / "slugs"))
+
+
+def _deploy(runner: Runner, api: PlatformApi, release: Release) -> None:
+    try:
+        runner.deploy(release)
+    except DeployFailed as failure:
+        api.release_started(release.app_uid, release.version, failure.status, str(failure))
+        raise
+    except Exception as error:
+        reason = f"the runner failed ({type(error).__name__}: {error})"
+        api.release_started(release.app_uid, release.version, ABORTED, reason)
+        raise
+    api.release_started(release.app_uid, release.version, SUCCESS)
+
+
+@jobs.job(SCALE, retry=False)
+def scale(app_uid: str, formation: dict[str, int]) -> None:
+    """Run this many instances of each of the app's process types."""
+    this_runner().scale(app_uid, {kind: int(count) for kind, count in formation.items()})
+
+
+@jobs.job(RESTART, retry=False)
+def restart(app_uid: str, scope: list[str]) -> None:
+    """Replace the app's instances (all, some types, some instances), start before stop."""
+    this_runner().restart(app_uid, list(scope))
 
 
 @jobs.job(STOP_APP, retry=3)
 def stop_app(app_uid: str, app: str) -> None:
     """A destroyed app: its instances stop, its host answers 404, its files go."""
     this_runner().stop_app(app_uid, app)
+
+
+def bring_up_current_releases() -> None:
+    """Deploy every app's current release (the runner has just started: nothing runs),
+    once the API answers; a failed one does not hold the others back."""
+    runner = this_runner()
+    api = PlatformApi.from_settings(runner.settings)
+    deadline = time.monotonic() + API_WAIT
+    while True:
+        try:
+            current = api.current_releases()
+            break
+        except PlatformError as error:
+            if time.monotonic() > deadline:
+                log.error("apps not brought up: %s", error)
+                return
+            time.sleep(0.5)
+    for item in current:
+        try:
+            answer = api.release(item["app_uid"], int(item["version"]))
+            _deploy(runner, api, Release.from_api(answer, runner.settings.data_dir / "slugs"))
+        except Exception as error:
+            log.error("bringing up %s v%s failed: %s", item["app_uid"], item["version"], error)

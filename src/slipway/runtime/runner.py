@@ -12,24 +12,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from slipway.applog import AppLog
 from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
 from slipway.config import Settings
+from slipway.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 from slipway.embedded.supervisor import free_port
 from slipway.router.haproxy import RouterFiles
 from slipway.router.table import Router, Target
 from slipway.runtime import releases
 from slipway.runtime.instances import Instance
+from slipway.runtime.logship import LogShipper
 
 log = logging.getLogger("slipway.runtime")
 
-STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 SHUTDOWN_TIMEOUT = 5.0  # the same when the runner itself stops (its supervisor waits 10 s)
 MAX_QUICK_CRASHES = 10  # then it stays crashed until the next release
 SUPERVISE_EVERY = 0.5
 
 
 class DeployFailed(Exception):
-    pass
+    """The release did not start; ``status`` ends its deployment (``timeout-error``...)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -70,9 +78,10 @@ class AppState:
 
 
 class Runner:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
         self.settings = settings
         self.boot_timeout = settings.boot_timeout
+        self.stop_timeout = settings.stop_timeout
         self.router = Router(
             RouterFiles(settings.data_dir / "router"), settings.router_slots, settings.apps_domain
         )
@@ -80,6 +89,10 @@ class Runner:
         self.releases_dir = traversable_dir(root / "releases")
         self.logs_dir = settings.data_dir / "logs"
         self.logs_dir.mkdir(mode=0o700, exist_ok=True)
+        self.logs = LogShipper(
+            AppLog(connection, settings.log_max_lines, settings.log_max_days),
+            settings.log_lines_per_minute,
+        )
         self.apps: dict[str, AppState] = {}
         self._deploy_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -88,13 +101,17 @@ class Runner:
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
 
-    # -- deploy --------------------------------------------------------------------------
+    def url(self, app: str) -> str:
+        return f"http://{self.router.host(app)}:{self.settings.router_port}/"
 
-    def deploy(self, release: Release) -> None:
+    # -- deploy, scale, restart ----------------------------------------------------------
+
+    def deploy(self, release: Release) -> bool:
         """Start the release's instances; once every web instance takes connections, route
-        to them, then stop the previous release's. On failure the previous one serves on.
-        One deploy at a time per app; a release older than the running one is skipped."""
-        with self._deploy_lock(release.app_uid):
+        to them, then stop the previous release's. On failure (DeployFailed) the previous
+        one serves on. One change at a time per app; False: a release as new or newer
+        runs already."""
+        with self._app_lock(release.app_uid):
             current = self.apps.get(release.app_uid)
             if current is not None and current.release.version >= release.version:
                 log.info(
@@ -103,10 +120,29 @@ class Runner:
                     release.version,
                     current.release.version,
                 )
-                return
-            self._deploy(release)
+                return False
+            self.logs.event(
+                release.app_uid, f"Deploying v{release.version}", version=release.version
+            )
+            try:
+                self._deploy(release)
+            except BaseException as error:
+                serving = f"v{current.release.version} serves on" if current else "nothing runs"
+                self.logs.event(
+                    release.app_uid,
+                    f"Deploy of v{release.version} failed: {error}; {serving}",
+                    version=release.version,
+                )
+                raise
+            names = ", ".join(i.name for i in self.apps[release.app_uid].instances) or "none"
+            self.logs.event(
+                release.app_uid,
+                f"v{release.version} deployed (instances: {names}) at {self.url(release.app)}",
+                version=release.version,
+            )
+            return True
 
-    def _deploy_lock(self, app_uid: str) -> threading.Lock:
+    def _app_lock(self, app_uid: str) -> threading.Lock:
         with self._locks_lock:
             return self._deploy_locks.setdefault(app_uid, threading.Lock())
 
@@ -120,8 +156,12 @@ class Runner:
         state = AppState(release, directory, started)
         try:
             self._release_phase(release, directory, user)
-            started += self._start(release, directory, user)
-            self._wait_ready([i for i in started if i.kind == "web"])
+            for kind, count in release.formation.items():
+                if kind in release.process_types:
+                    started += [
+                        self._start(state, user, kind, index) for index in range(1, count + 1)
+                    ]
+            self._wait_ready(started)
             if previous is not None:
                 previous.lock.acquire()
             try:
@@ -136,87 +176,140 @@ class Runner:
                 self._route(previous)
             else:
                 self.apps.pop(release.app_uid, None)
-            self._stop(started)
+            self._stop(release.app_uid, started)
             raise
-        log.info(
-            "%s v%s serves at http://%s:%s/",
-            release.app,
-            release.version,
-            self.router.host(release.app),
-            self.settings.router_port,
-        )
+        log.info("%s v%s serves at %s", release.app, release.version, self.url(release.app))
         if previous is not None:
-            self._stop(previous.instances)
+            self._stop(release.app_uid, previous.instances)
             releases.prune(self.releases_dir, release.app_uid, {release.version})
+
+    def scale(self, app_uid: str, formation: dict[str, int]) -> None:
+        """Run this many instances of each process type: new ones join the router once
+        they listen; extra ones leave it before they stop."""
+        with self._app_lock(app_uid):
+            state = self.apps.get(app_uid)
+            if state is None:
+                return  # nothing runs: its next deploy asks the API for the formation
+            state.release.formation = dict(formation)
+            user = ensure_app_user(app_uid)
+            added: list[Instance] = []
+            leaving: list[Instance] = []
+            for kind, count in formation.items():
+                if kind not in state.release.process_types:
+                    continue
+                mine = sorted((i for i in state.instances if i.kind == kind), key=lambda i: i.index)
+                leaving += mine[count:]
+                free = sorted(set(range(1, count + 1)) - {i.index for i in mine})
+                added += [self._start(state, user, kind, index) for index in free]
+            self._replace(state, leaving, added)
+            self.logs.event(app_uid, "Scaled to " + _formation_text(formation))
+
+    def restart(self, app_uid: str, scope: list[str]) -> None:
+        """Replace instances (all; of some types: ``web``; some: ``web.1``): each new one
+        takes traffic before the one it replaces stops."""
+        with self._app_lock(app_uid):
+            state = self.apps.get(app_uid)
+            if state is None:
+                return
+            old = [i for i in state.instances if not scope or i.kind in scope or i.name in scope]
+            user = ensure_app_user(app_uid)
+            new = [self._start(state, user, i.kind, i.index) for i in old]
+            self._replace(state, old, new)
+            self.logs.event(app_uid, "Restarted " + (", ".join(i.name for i in old) or "nothing"))
+
+    def _replace(self, state: AppState, old: list[Instance], new: list[Instance]) -> None:
+        try:
+            self._wait_ready(new)
+        except BaseException:
+            self._stop(state.release.app_uid, new)
+            raise
+        with state.lock:
+            state.instances = [i for i in state.instances if i not in old] + new
+            self._route(state)
+        self._stop(state.release.app_uid, old)
 
     def _release_phase(self, release: Release, directory: Path, user: AppUser | None) -> None:
         """The Procfile's ``release:`` command (migrations...), in a one-off instance of the
         new release, before any of its instances starts: if it fails, nothing changes."""
         if not release.release_command:
             return
-        one_off = Instance(
-            release.app,
-            release.app_uid,
-            release.version,
-            "release",
-            1,
-            release.release_command,
-            self._port(),
-        )
-        env = one_off.environment(release.config, release.commit, directory)
-        one_off.start(directory, env, user, self._log(release.app_uid, one_off))
+        state = AppState(release, directory)
+        one_off = self._start(state, user, "release", 1, release.release_command)
         assert one_off.process is not None
         try:
             status = one_off.process.wait(self.settings.release_timeout)
         except subprocess.TimeoutExpired:
             status = None
         finally:
-            one_off.stop(SHUTDOWN_TIMEOUT)
-            self._ports.discard(one_off.port)
+            self._stop(release.app_uid, [one_off], SHUTDOWN_TIMEOUT)
         if status != 0:
             outcome = "timed out" if status is None else f"exited with status {status}"
-            raise DeployFailed(
-                f"{release.app} v{release.version}: the release command {outcome} "
-                f"(hook-error; see release.1.log); the previous release serves on"
-            )
+            raise DeployFailed(HOOK_ERROR, f"the release command {outcome}")
 
-    def _start(self, release: Release, directory: Path, user: AppUser | None) -> list[Instance]:
-        started = []
-        for kind, count in release.formation.items():
-            command = release.process_types.get(kind)
-            if command is None:
-                continue
-            for index in range(1, count + 1):
-                instance = Instance(
-                    release.app,
-                    release.app_uid,
-                    release.version,
-                    kind,
-                    index,
-                    command,
-                    self._port(),
-                )
-                env = instance.environment(release.config, release.commit, directory)
-                instance.start(directory, env, user, self._log(release.app_uid, instance))
-                started.append(instance)
-        return started
+    def _start(
+        self,
+        state: AppState,
+        user: AppUser | None,
+        kind: str,
+        index: int,
+        command: str | None = None,
+    ) -> Instance:
+        release = state.release
+        instance = Instance(
+            release.app,
+            release.app_uid,
+            release.version,
+            kind,
+            index,
+            command or release.process_types[kind],
+            self._port(),
+        )
+        logs = self.logs_dir / release.app_uid / instance.server
+        self.logs.watch(logs, release.app_uid, instance.name, release.version)
+        self._spawn(state, instance, user)
+        return instance
+
+    def _spawn(self, state: AppState, instance: Instance, user: AppUser | None) -> None:
+        env = instance.environment(state.release.config, state.release.commit, state.directory)
+        logs = self.logs_dir / instance.app_uid / instance.server
+        instance.start(state.directory, env, user, logs)
+        self.logs.event(
+            instance.app_uid,
+            f"{instance.name} starting: {instance.command}",
+            instance.name,
+            instance.version,
+        )
 
     def _wait_ready(self, instances: list[Instance]) -> None:
+        """Until every web instance takes connections; others are up once started."""
         deadline = time.monotonic() + self.boot_timeout
-        waiting = list(instances)
+        waiting = []
+        for instance in instances:
+            if instance.kind == "web":
+                waiting.append(instance)
+            else:
+                self._up(instance)
         while waiting:
             for instance in list(waiting):
                 if instance.listening():
-                    instance.state = "up"
+                    self._up(instance)
                     waiting.remove(instance)
                 elif not instance.alive:
-                    raise DeployFailed(f"{instance.name} exited before it took connections")
+                    raise DeployFailed(
+                        CRASHED_ERROR,
+                        f"{instance.name} {instance.exit_description()} before it listened "
+                        "on its PORT",
+                    )
             if waiting and time.monotonic() > deadline:
                 raise DeployFailed(
-                    f"{waiting[0].name} did not listen on its PORT within "
-                    f"{self.boot_timeout:g} s (timeout-error)"
+                    TIMEOUT_ERROR,
+                    f"{waiting[0].name} did not listen on its PORT within {self.boot_timeout:g} s",
                 )
             time.sleep(0.05)
+
+    def _up(self, instance: Instance) -> None:
+        instance.state = "up"
+        self.logs.event(instance.app_uid, f"{instance.name} up", instance.name, instance.version)
 
     def _route(self, state: AppState) -> None:
         targets = [
@@ -226,14 +319,17 @@ class Runner:
         ]
         self.router.switch(state.release.app, targets)
 
-    def _stop(self, instances: list[Instance], timeout: float = STOP_TIMEOUT) -> None:
-        threads = [threading.Thread(target=i.stop, args=(timeout,), daemon=True) for i in instances]
+    def _stop(self, app_uid: str, instances: list[Instance], timeout: float | None = None) -> None:
+        wait = self.stop_timeout if timeout is None else timeout
+        threads = [threading.Thread(target=i.stop, args=(wait,), daemon=True) for i in instances]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         for instance in instances:
             self._ports.discard(instance.port)
+            self.logs.close(self.logs_dir / app_uid / instance.server)
+            self.logs.event(app_uid, f"{instance.name} stopped", instance.name, instance.version)
 
     def _port(self) -> int:
         while True:
@@ -241,11 +337,6 @@ class Runner:
             if port not in self._ports:
                 self._ports.add(port)
                 return port
-
-    def _log(self, app_uid: str, instance: Instance) -> Path:
-        directory = self.logs_dir / app_uid
-        directory.mkdir(mode=0o700, exist_ok=True)
-        return directory / f"{instance.name}.log"
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -263,6 +354,7 @@ class Runner:
 
     def _restart_crashed(self, state: AppState) -> None:
         now = time.time()
+        app_uid = state.release.app_uid
         for instance in state.instances:
             if instance.alive or instance.state == "stopping":
                 continue
@@ -270,7 +362,20 @@ class Runner:
                 if now - instance.started_at > 60:
                     instance.restarts = 0  # it ran a while: not a quick crash
                 instance.state = "crashed"
-                log.warning("%s %s crashed", state.release.app, instance.name)
+                self.logs.event(
+                    app_uid,
+                    f"{instance.name} crashed: {instance.exit_description()}",
+                    instance.name,
+                    instance.version,
+                )
+                if instance.restarts >= MAX_QUICK_CRASHES:
+                    self.logs.event(
+                        app_uid,
+                        f"{instance.name} crashed {MAX_QUICK_CRASHES} times in a row: it stays "
+                        "down until the next deploy or restart",
+                        instance.name,
+                        instance.version,
+                    )
                 if instance.kind == "web":
                     self._route(state)
             if instance.restarts >= MAX_QUICK_CRASHES:
@@ -279,33 +384,40 @@ class Runner:
             if now - instance.started_at < backoff:
                 continue
             instance.restarts += 1
-            user = ensure_app_user(state.release.app_uid)
-            env = instance.environment(state.release.config, state.release.commit, state.directory)
-            instance.start(state.directory, env, user, self._log(state.release.app_uid, instance))
+            self._spawn(state, instance, ensure_app_user(app_uid))
             if instance.kind == "web":
                 threading.Thread(target=self._route_when_up, args=(state, instance)).start()
+            else:
+                self._up(instance)
 
     def _route_when_up(self, state: AppState, instance: Instance) -> None:
         deadline = time.monotonic() + self.boot_timeout
         while instance.alive and time.monotonic() < deadline:
             if instance.listening():
-                instance.state = "up"
                 with state.lock:
+                    self._up(instance)
                     if self.apps.get(state.release.app_uid) is state:
                         self._route(state)
                 return
             time.sleep(0.1)
 
     def stop_app(self, app_uid: str, app: str) -> None:
-        state = self.apps.pop(app_uid, None)
-        self.router.unroute(app)
-        if state is not None:
-            with state.lock:
-                self._stop(state.instances)
-        releases.prune(self.releases_dir, app_uid, set())
-        shutil.rmtree(self.logs_dir / app_uid, ignore_errors=True)
+        with self._app_lock(app_uid):
+            state = self.apps.pop(app_uid, None)
+            self.router.unroute(app)
+            if state is not None:
+                with state.lock:
+                    self._stop(app_uid, state.instances)
+            releases.prune(self.releases_dir, app_uid, set())
+            shutil.rmtree(self.logs_dir / app_uid, ignore_errors=True)
 
     def shutdown(self) -> None:
         """Stop every instance (the runner is going away with its apps)."""
         self._stopping.set()
-        self._stop([i for state in self.apps.values() for i in state.instances], SHUTDOWN_TIMEOUT)
+        for state in list(self.apps.values()):
+            self._stop(state.release.app_uid, state.instances, SHUTDOWN_TIMEOUT)
+        self.logs.stop()
+
+
+def _formation_text(formation: dict[str, int]) -> str:
+    return " ".join(f"{kind}={count}" for kind, count in sorted(formation.items()))

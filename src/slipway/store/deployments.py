@@ -1,7 +1,8 @@
 """Deployments: each push of an app's deploy branch, from ``queued`` to a release or an error.
 
 The pre-receive hook opens one (and learns whether the push deploys at all), the build
-worker moves it along and finishes it with its log and, on success, its release.
+worker moves it along and ends its build with its log and, on success, its release; the
+runner that starts the release says how it ends.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slipway.deployment_states import ABORTED, BUILDING, FINISHED, QUEUED, RUNNING, SUCCESS
+from slipway.deployment_states import (
+    ABORTED,
+    BUILDING,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    STARTING,
+    SUCCESS,
+)
 from slipway.store.errors import Invalid, NotFound
 from slipway.store.models import App, Deployment, utcnow
 from slipway.store.names import check_branch_name
@@ -118,26 +127,48 @@ def finish(
     build: Build | None = None,
     config: dict[str, str] | None = None,
 ) -> Deployment:
-    """End the deployment once: a success records its release (with ``config``, what the
-    build saw); a second finish (a hook and a worker both giving up) changes nothing."""
+    """End the deployment's build once: a success records its release (with ``config``,
+    what the build saw) and the deployment is ``starting``; a second finish (a hook and a
+    worker both giving up) changes nothing."""
     if status not in FINISHED:
         raise Invalid(f"not a final status: {status!r}")
-    if deployment.status in FINISHED:
+    if deployment.status not in RUNNING:
         return deployment
     if (status == SUCCESS) != (build is not None):
         raise Invalid("a successful deployment needs its build, and only it")
+    if log is not None:
+        deployment.log = log[-MAX_LOG:]
     if build is not None:
         app = session.get(App, deployment.app_id)
         assert app is not None
         release = release_build(session, app, build, config or {}, deployment.pusher, deployment.id)
         deployment.release_version = release.version
         deployment.buildpack = build.buildpack
+        deployment.status = STARTING  # until a runner says how the start went
+        return deployment
     deployment.status = status
     deployment.error = error
     deployment.finished_at = utcnow()
-    if log is not None:
-        deployment.log = log[-MAX_LOG:]
     return deployment
+
+
+def record_start(session: Session, app: App, version: int, status: str, error: str | None) -> None:
+    """A runner's word on release ``version``: the deployment that built it ends with
+    ``status``; older ones still starting never will (a newer release replaced them)."""
+    if status not in FINISHED:
+        raise Invalid(f"not a final status: {status!r}")
+    starting = session.scalars(
+        select(Deployment)
+        .where(Deployment.app_id == app.id, Deployment.status == STARTING)
+        .where(Deployment.release_version <= version)
+        .with_for_update()
+    )
+    for deployment in starting:
+        if deployment.release_version == version:
+            deployment.status, deployment.error = status, error
+        else:
+            deployment.status, deployment.error = ABORTED, f"v{version} was deployed instead"
+        deployment.finished_at = utcnow()
 
 
 def abort_unfinished(session: Session, reason: str) -> int:

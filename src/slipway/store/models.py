@@ -117,6 +117,8 @@ class App(Timestamped, Base):
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_app_uid)
     # The branch whose pushes build; None until the first push of main or master sets it.
     deploy_branch: Mapped[str | None] = mapped_column(String(255))
+    # Instances per process type, as scaled (JSON); types never scaled take their default.
+    formation: Mapped[str | None] = mapped_column(Text)
 
     collaborators: Mapped[list[Collaborator]] = relationship(
         back_populates="app", cascade="all, delete-orphan"

@@ -37,6 +37,22 @@ def current_release(session: Session, app: App) -> Release | None:
     )
 
 
+def current_releases(session: Session) -> list[tuple[App, Release]]:
+    """Every app's newest release."""
+    newest = (
+        select(Release.app_id, func.max(Release.version).label("version"))
+        .group_by(Release.app_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(App, Release)
+        .join(Release, Release.app_id == App.id)
+        .join(newest, (newest.c.app_id == Release.app_id) & (newest.c.version == Release.version))
+        .order_by(App.id)
+    )
+    return [(app, release) for app, release in rows.tuples()]
+
+
 def release_of(session: Session, app: App, version: int) -> Release:
     release = session.scalar(
         select(Release).where(Release.app_id == app.id, Release.version == version)

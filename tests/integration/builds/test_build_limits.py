@@ -85,6 +85,7 @@ def test_a_push_while_the_app_builds_is_refused_and_the_first_goes_on(
     followed, _ = follower.communicate(timeout=30)  # it ends with the build
     assert "       building slowly" in followed
     assert "-----> Released v1" in followed
+    platform.wait_for_status("busy", running)
     statuses = [d["status"] for d in platform.deployments("busy")]
     assert statuses == ["aborted", "success"]  # newest first
     assert platform.releases("busy")[0]["version"] == 1

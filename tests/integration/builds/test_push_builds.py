@@ -65,7 +65,7 @@ def test_a_python_app_builds_a_release_with_its_virtualenv(platform: Platform) -
     assert any(f.endswith("site-packages/flask/__init__.py") for f in files), files
     assert ".venv/bin/gunicorn" in files
     [deployment] = platform.deployments("py-sample")
-    assert deployment["status"] == "success"
+    assert platform.wait_for_status("py-sample", deployment["id"]) == "success"  # it started
     assert deployment["buildpack"] == "Python"
     assert deployment["release_version"] == 1
 

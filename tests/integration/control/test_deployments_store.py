@@ -89,17 +89,43 @@ def test_a_deployment_ends_once_and_a_success_is_a_release(api: ApiServer, app_i
             deployments.finish(session, deployment, "success")
         deployments.finish(session, deployment, "success", build=build(), config={"A": "1"})
         assert deployment.release_version == 1
+        assert deployment.status == "starting"  # until a runner says how its start went
+        assert deployment.finished_at is None
         # a late second end (the hook giving up) changes nothing
         deployments.finish(session, deployment, "aborted", error="too late")
-        assert deployment.status == "success"
+        assert deployment.status == "starting"
         assert deployment.error is None
         with pytest.raises(Invalid, match="already ended"):
             deployments.start_building(deployment)
         app = session.get_one(App, app_id)
+        with pytest.raises(Invalid, match="not a final status"):
+            deployments.record_start(session, app, 1, "starting", None)
+        deployments.record_start(session, app, 1, "timeout-error", "web.1 did not listen")
+        session.flush()
+        assert (deployment.status, deployment.error) == ("timeout-error", "web.1 did not listen")
+        assert deployment.finished_at is not None
         release = releases.current_release(session, app)
         assert release is not None
         assert release.config == '{"A": "1"}'
         assert release.created_by == "alice"
+
+
+def test_a_start_ends_older_deployments_still_starting(api: ApiServer, app_id: int) -> None:
+    ids = []
+    for commit in ("a" * 40, "b" * 40):
+        opened = push(api, ("refs/heads/main", commit)).deployment
+        assert opened is not None
+        ids.append(opened.id)
+        with api.database.session() as session:
+            deployment = deployments.deployment_by_id(session, opened.id)
+            deployments.start_building(deployment)
+            deployments.finish(session, deployment, "success", build=build(), config={})
+    with api.database.session() as session:
+        deployments.record_start(session, session.get_one(App, app_id), 2, "success", None)
+    with api.database.session() as session:
+        found = [deployments.deployment_by_id(session, i) for i in ids]
+        assert [d.status for d in found] == ["aborted", "success"]
+        assert found[0].error == "v2 was deployed instead"
 
 
 def test_config_changes_make_releases_only_after_a_build(api: ApiServer, app_id: int) -> None:

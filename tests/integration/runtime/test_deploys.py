@@ -4,11 +4,13 @@ the old release when a new one never listens on its PORT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 BOOT_TIMEOUT = 5  # seconds: this platform's limit for a web instance to listen
 
 SERVER = """\
+import contextlib
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -86,37 +89,47 @@ def test_deploys_and_config_changes_switch_with_no_failed_request(platform: Plat
     )
     assert platform.push(app).returncode == 0
     answers(platform, "switching", "hello v1")
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client() as client:
-            while not stop.is_set():
-                try:
-                    response = client.get(
-                        f"http://127.0.0.1:{platform.router_port}/",
-                        headers={"Host": "switching.localhost"},
-                        timeout=30,
-                    )
-                    if response.status_code != 200:
-                        failures.append(str(response.status_code))
-                except httpx.HTTPError as error:
-                    failures.append(repr(error))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    with load(platform, "switching") as counts:
         platform.commit(app, {"server.py": server("v2")})
         assert platform.push(app).returncode == 0
         answers(platform, "switching", "hello v2")
         platform.run(SLIPWAY, "env", "set", "GREETING=bonjour", cwd=app)
         answers(platform, "switching", "bonjour v2")
+    assert counts["failed"] == 0, counts
+
+
+@contextlib.contextmanager
+def load(platform: Platform, app: str, clients: int = 4) -> Iterator[dict[str, Any]]:
+    """Requests to the app without a pause while the block runs; how many succeeded
+    (``ok``), failed (``failed``) and the first failures (``errors``)."""
+    counts: dict[str, Any] = {"ok": 0, "failed": 0, "errors": []}
+    stop = threading.Event()
+
+    def request() -> None:
+        with httpx.Client() as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(
+                        f"http://127.0.0.1:{platform.router_port}/",
+                        headers={"Host": f"{app}.localhost"},
+                        timeout=30,
+                    )
+                    failure = None if response.status_code == 200 else str(response.status_code)
+                except httpx.HTTPError as error:
+                    failure = repr(error)
+                counts["ok" if failure is None else "failed"] += 1
+                if failure is not None and len(counts["errors"]) < 5:
+                    counts["errors"].append(failure)
+
+    threads = [threading.Thread(target=request) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield counts
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    assert failures == []
 
 
 def test_a_crashed_instance_restarts(platform: Platform) -> None:
@@ -130,6 +143,9 @@ def test_a_crashed_instance_restarts(platform: Platform) -> None:
     time.sleep(0.2)
     again = answers(platform, "crashy", "hello v1", timeout=30)
     assert int(again.split("pid=")[1]) != pid
+    crash = platform.wait_for_log("crashy", "web.1 crashed")
+    assert crash["m"] == "web.1 crashed: killed by SIGKILL"
+    assert (crash["s"], crash["i"], crash["v"]) == ("slipway", "web.1", "1")
 
 
 def test_a_release_that_never_listens_leaves_the_old_one_serving(platform: Platform) -> None:
@@ -140,8 +156,11 @@ def test_a_release_that_never_listens_leaves_the_old_one_serving(platform: Platf
     answers(platform, "stuck", "hello v1")
     platform.commit(app, {"Procfile": "web: sleep 3600 # never listens\n"})
     assert platform.push(app).returncode == 0  # it builds; it cannot start
-    log = platform.data / "runner.log"
-    wait_until(lambda: "did not listen on its PORT" in log.read_text(), 30, "the boot timeout")
+    latest = platform.deployments("stuck")[0]
+    assert platform.wait_for_status("stuck", latest["id"], 30) == "timeout-error"
+    line = platform.wait_for_log("stuck", "Deploy of v2 failed")
+    assert f"web.1 did not listen on its PORT within {BOOT_TIMEOUT} s; v1 serves on" in line["m"]
+    assert line["s"] == "slipway"
     assert "hello v1" in platform.visit("stuck").text
     wait_until(lambda: not sleeping("sleep 3600 # never listens"), 10, "the stuck one to stop")
 
@@ -176,7 +195,113 @@ def test_the_release_command_runs_before_traffic_moves(platform: Platform) -> No
         },
     )
     assert platform.push(app).returncode == 0
-    log = platform.data / "runner.log"
-    failed = "the release command exited with status 3 (hook-error"
-    wait_until(lambda: failed in log.read_text(), 30, "the failed release command")
+    latest = platform.deployments("migrating")[0]
+    assert platform.wait_for_status("migrating", latest["id"], 30) == "hook-error"
+    assert latest["release_version"] == 2
+    failed = "Deploy of v2 failed: the release command exited with status 3; v1 serves on"
+    platform.wait_for_log("migrating", failed)
     assert "migrated v1" in platform.visit("migrating").text
+
+
+CHATTY = (
+    """\
+import sys, time
+print(f"booting at {time.time():.3f}")
+print("a warning", file=sys.stderr)
+print("x" * 25000)
+sys.stdout.write("no newline at the end")
+sys.stdout.flush()
+"""
+    + SERVER
+)
+
+
+def test_what_instances_print_reaches_the_apps_log(platform: Platform) -> None:
+    app = platform.new_app(
+        "chatty", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
+    )
+    platform.commit(app, {"server.py": CHATTY.replace("VERSION", "'v1'")})
+    assert platform.push(app).returncode == 0
+    answers(platform, "chatty", "hello v1")
+    booting = platform.wait_for_log("chatty", "booting at")
+    printed = float(booting["m"].split()[-1])
+    assert 0 <= int(booting["t"]) / 1000 - printed < 1.0  # in the log within a second
+    assert (booting["s"], booting["i"], booting["v"], booting["o"]) == (
+        "app",
+        "web.1",
+        "1",
+        "stdout",
+    )
+    warning = platform.wait_for_log("chatty", "a warning")
+    assert warning["o"] == "stderr"
+    lines = [line["m"] for line in platform.app_log("chatty") if line["s"] == "app"]
+    assert [len(m) for m in lines if set(m) == {"x"}] == [10_000, 10_000, 5_000]  # split
+    # What has no newline yet waits for one (or for the instance's end).
+    assert "no newline at the end" not in lines
+    events = [line["m"] for line in platform.app_log("chatty") if line["s"] == "slipway"]
+    assert events[:3] == ["Deploying v1", "web.1 starting: python3 server.py", "web.1 up"]
+    assert events[3].startswith("v1 deployed (instances: web.1) at http://chatty.localhost:")
+
+
+WORKER = "import time; print('working', flush=True); time.sleep(3600)"
+
+
+def pids(platform: Platform, app: str, visits: int = 8) -> set[int]:
+    return {int(platform.visit(app).text.split("pid=")[1]) for _ in range(visits)}
+
+
+def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> None:
+    files = {
+        "Procfile": f'web: python3 server.py\nworker: python3 -c "{WORKER}"\n',
+        "server.py": server("v1"),
+    }
+    app = platform.new_app("scaly", None, files)
+    assert platform.push(app).returncode == 0
+    answers(platform, "scaly", "hello v1")
+    assert platform.get("/v1/apps/scaly/formation") == {"formation": {"web": 1, "worker": 0}}
+    with load(platform, "scaly") as counts:
+        assert platform.call("PATCH", "/v1/apps/scaly/formation", {"formation": {"web": 3}}) == {
+            "formation": {"web": 3, "worker": 0}
+        }
+        wait_until(lambda: len(pids(platform, "scaly")) == 3, 30, "three web instances")
+        before = pids(platform, "scaly")
+        platform.call("POST", "/v1/apps/scaly/restart", {"scope": ["web"]})
+        wait_until(lambda: not pids(platform, "scaly") & before, 30, "new web instances")
+        assert len(pids(platform, "scaly")) == 3
+        platform.call("PATCH", "/v1/apps/scaly/formation", {"formation": {"web": 1, "worker": 1}})
+        wait_until(lambda: len(pids(platform, "scaly", 6)) == 1, 30, "one web instance")
+    assert counts["failed"] == 0, counts
+    assert counts["ok"] > 20, counts
+    platform.wait_for_log("scaly", "working")
+    assert platform.wait_for_log("scaly", "working")["i"] == "worker.1"
+    events = [line["m"] for line in platform.app_log("scaly") if line["s"] == "slipway"]
+    assert "Scaled to web=1 worker=1" in events
+    assert "Restarted web.1, web.2, web.3" in events
+    refused = platform.call(
+        "PATCH", "/v1/apps/scaly/formation", {"formation": {"clock": 1}}, expect=422
+    )
+    assert refused["message"] == "no process type clock (the release has web, worker)"
+    refused = platform.call("POST", "/v1/apps/scaly/restart", {"scope": ["web.x"]}, expect=422)
+    assert "no process type or instance 'web.x'" in refused["message"]
+    refused = platform.call(
+        "PATCH", "/v1/apps/scaly/formation", {"formation": {"web": 21}}, expect=422
+    )
+    assert refused["message"] == "web=21: between 0 and 20 instances"
+    assert platform.get("/v1/apps/scaly/formation") == {"formation": {"web": 1, "worker": 1}}
+
+
+def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:
+    app = platform.new_app(
+        "lasting", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
+    )
+    assert platform.push(app).returncode == 0
+    answers(platform, "lasting", "hello v1")
+    platform.call("PATCH", "/v1/apps/lasting/formation", {"formation": {"web": 2}})
+    wait_until(lambda: len(pids(platform, "lasting")) == 2, 30, "two web instances")
+    before = len(platform.app_log("lasting"))
+    platform.restart()
+    answers(platform, "lasting", "hello v1")
+    wait_until(lambda: len(pids(platform, "lasting")) == 2, 30, "two web instances again")
+    log = platform.app_log("lasting")
+    assert len(log) > before  # the log survived, and goes on
+    assert any(line["m"] == "Deploying v1" for line in log[before:])
