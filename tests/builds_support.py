@@ -228,7 +228,7 @@ class Platform:
         """The app's log stream, oldest first, as the runner wrote it."""
         connection = sync_redis(f"unix://{self.data / 'redis' / 'redis.sock'}")
         try:
-            entries = connection.xrange(stream_key(self.uid(app)))
+            entries: Any = connection.xrange(stream_key(self.uid(app)))
         finally:
             connection.close()
         return [

@@ -102,8 +102,9 @@ def test_a_deployment_ends_once_and_a_success_is_a_release(api: ApiServer, app_i
             deployments.record_start(session, app, 1, "starting", None)
         deployments.record_start(session, app, 1, "timeout-error", "web.1 did not listen")
         session.flush()
-        assert (deployment.status, deployment.error) == ("timeout-error", "web.1 did not listen")
-        assert deployment.finished_at is not None
+        ended = deployments.deployment_by_id(session, opened.id)  # the same, as mypy sees it
+        assert (ended.status, ended.error) == ("timeout-error", "web.1 did not listen")
+        assert ended.finished_at is not None
         release = releases.current_release(session, app)
         assert release is not None
         assert release.config == '{"A": "1"}'
