@@ -13,7 +13,7 @@ import secrets
 import socket
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     boot_timeout: float = Field(default=60.0, gt=0)
     # Seconds a release's `release:` command may run before its deploy fails (Heroku: 1 h).
     release_timeout: float = Field(default=3600.0, gt=0)
+    # Each instance's memory limit, by size: S 256 MB, M 512 MB, L 1 GB, XL 2 GB (where the
+    # runner can write cgroups).
+    instance_size: Literal["S", "M", "L", "XL"] = "M"
     # Seconds between SIGTERM and SIGKILL when an instance stops.
     stop_timeout: float = Field(default=30.0, gt=0)
     # An app's log: the newest lines kept, for at most this many days; each instance may

@@ -12,11 +12,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slipway.appuser import AppUser, run_as
+from slipway.appuser import AppUser
 from slipway.builder.gitshell import SAFE_PATH
+from slipway.runtime.cgroups import Group
 
 # Sourced before the command, as on Heroku: buildpacks put PATH and the like there.
 PROFILE = 'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; '
+# Puts itself in the instance's cgroup ($1) and sets its limits while it may, then becomes
+# the command (as the app's user, through setpriv, when the runner is root). A limit the
+# host already holds lower stays lower.
+LAUNCH = (
+    'if [ -n "$1" ]; then echo $$ > "$1" || exit 126; fi; '
+    'ulimit -n "$2" 2>/dev/null; ulimit -u "$3" 2>/dev/null; shift 3; exec "$@"'
+)
+MAX_FILES = 10_000  # open files per process (Heroku's figure)
+MAX_PROCESSES = 2_048  # processes and threads of the app's user
+
+
+def launcher(command: str, user: AppUser | None, group: Group | None) -> list[str]:
+    """The argv that runs ``command`` in ``group``, with limits, as ``user``."""
+    become = (
+        ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+        if user is not None
+        else []
+    )
+    procs = str(group.procs) if group is not None else ""
+    return [
+        *("/bin/bash", "-c", LAUNCH, "slipway-launch", procs),
+        *(str(MAX_FILES), str(MAX_PROCESSES)),
+        *become,
+        *("/bin/bash", "-c", PROFILE + command),
+    ]
 
 
 @dataclass
@@ -32,6 +58,8 @@ class Instance:
     state: str = "starting"  # starting, up, crashed, stopping
     restarts: int = 0
     started_at: float = field(default_factory=time.time)
+    group: Group | None = None  # its cgroup, when it has a memory limit
+    oom_kills: int = 0  # its group's count of processes killed over the limit, known so far
 
     @property
     def name(self) -> str:
@@ -58,14 +86,23 @@ class Instance:
             "APP": self.app,
         }
 
-    def start(self, directory: Path, env: dict[str, str], user: AppUser | None, logs: Path) -> None:
-        """Run it; its output goes to ``logs`` + ``.stdout`` and ``.stderr``."""
+    def start(
+        self,
+        directory: Path,
+        env: dict[str, str],
+        user: AppUser | None,
+        logs: Path,
+        group: Group | None = None,
+    ) -> None:
+        """Run it, in ``group``; its output goes to ``logs`` + ``.stdout`` and ``.stderr``."""
+        self.group = group
+        self.oom_kills = group.oom_kills() if group is not None else 0
         with (
             open(logs.with_name(logs.name + ".stdout"), "ab") as stdout,
             open(logs.with_name(logs.name + ".stderr"), "ab") as stderr,
         ):
             self.process = subprocess.Popen(
-                ["/bin/bash", "-c", PROFILE + self.command],
+                launcher(self.command, user, group),
                 cwd=directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -73,7 +110,6 @@ class Instance:
                 stderr=stderr,
                 start_new_session=True,
                 umask=0o077,
-                **run_as(user),
             )
         self.state = "starting"
         self.started_at = time.time()
@@ -102,8 +138,21 @@ class Instance:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        if self.group is not None:  # and what left its session (a daemon...)
+            for pid in self.group.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def new_oom_kills(self) -> int:
+        """Processes the kernel killed over the memory limit since the last call."""
+        if self.group is None:
+            return 0
+        seen, self.oom_kills = self.oom_kills, self.group.oom_kills()
+        return self.oom_kills - seen
 
     def exit_description(self) -> str:
+        if self.new_oom_kills() and self.group is not None:
+            return f"killed: over its memory limit ({self.group.limit_mb} MB)"
         code = self.process.returncode if self.process else None
         if code is not None and code < 0:
             try:

@@ -22,6 +22,7 @@ from slipway.embedded.supervisor import free_port
 from slipway.router.haproxy import RouterFiles
 from slipway.router.table import Router, Target
 from slipway.runtime import releases
+from slipway.runtime.cgroups import SIZES, Cgroups
 from slipway.runtime.instances import Instance
 from slipway.runtime.logship import LogShipper
 
@@ -93,6 +94,8 @@ class Runner:
             AppLog(connection, settings.log_max_lines, settings.log_max_days),
             settings.log_lines_per_minute,
         )
+        self.cgroups = Cgroups.detect(settings.data_dir)
+        self.memory_mb = SIZES[settings.instance_size]
         self.apps: dict[str, AppState] = {}
         self._deploy_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -266,13 +269,16 @@ class Runner:
         )
         logs = self.logs_dir / release.app_uid / instance.server
         self.logs.watch(logs, release.app_uid, instance.name, release.version)
+        if self.cgroups is not None:
+            name = f"{release.app_uid}-{instance.server}"
+            instance.group = self.cgroups.create(name, self.memory_mb)
         self._spawn(state, instance, user)
         return instance
 
     def _spawn(self, state: AppState, instance: Instance, user: AppUser | None) -> None:
         env = instance.environment(state.release.config, state.release.commit, state.directory)
         logs = self.logs_dir / instance.app_uid / instance.server
-        instance.start(state.directory, env, user, logs)
+        instance.start(state.directory, env, user, logs, instance.group)
         self.logs.event(
             instance.app_uid,
             f"{instance.name} starting: {instance.command}",
@@ -328,6 +334,8 @@ class Runner:
             thread.join()
         for instance in instances:
             self._ports.discard(instance.port)
+            if instance.group is not None:
+                instance.group.remove()
             self.logs.close(self.logs_dir / app_uid / instance.server)
             self.logs.event(app_uid, f"{instance.name} stopped", instance.name, instance.version)
 
@@ -356,7 +364,17 @@ class Runner:
         now = time.time()
         app_uid = state.release.app_uid
         for instance in state.instances:
-            if instance.alive or instance.state == "stopping":
+            if instance.state == "stopping":
+                continue
+            if instance.alive:
+                if instance.new_oom_kills():  # a child of it (a gunicorn worker...)
+                    self.logs.event(
+                        app_uid,
+                        f"{instance.name}: a process was killed over the memory limit "
+                        f"({self.memory_mb} MB)",
+                        instance.name,
+                        instance.version,
+                    )
                 continue
             if instance.state != "crashed":
                 if now - instance.started_at > 60:
@@ -417,6 +435,8 @@ class Runner:
         for state in list(self.apps.values()):
             self._stop(state.release.app_uid, state.instances, SHUTDOWN_TIMEOUT)
         self.logs.stop()
+        if self.cgroups is not None:
+            self.cgroups.remove()
 
 
 def _formation_text(formation: dict[str, int]) -> str:

@@ -1,0 +1,111 @@
+"""Instances are fenced: a memory limit per instance (cgroups, where the runner may write
+them), and apps that cannot read each other's files or signal each other's processes (a
+Unix user per app, when the runner is root)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slipway.runtime.cgroups import Cgroups
+from tests.builds_support import Platform
+from tests.integration.runtime.test_deploys import answers, server
+
+pytestmark = pytest.mark.timeout(300)
+
+PROBE = """\
+import os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+def probe(query):
+    if "read" in query:
+        try:
+            with open(query["read"][0]) as file:
+                return "read " + file.read(20)
+        except OSError as error:
+            return "refused " + type(error).__name__
+    if "kill" in query:
+        try:
+            os.kill(int(query["kill"][0]), signal.SIGTERM)
+            return "killed"
+        except OSError as error:
+            return "refused " + type(error).__name__
+    if "hog" in query:
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 * 1024 * 1024))
+    return f"probe pid={os.getpid()}"
+
+
+class Probe(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = probe(parse_qs(urlparse(self.path).query)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Probe).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    platform = Platform(tmp_path_factory.mktemp("fenced"), settings={"SLIPWAY_INSTANCE_SIZE": "S"})
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+def test_an_instance_over_its_memory_limit_is_killed_and_reported(
+    platform: Platform, tmp_path: Path
+) -> None:
+    probe = Cgroups.detect(tmp_path)
+    if probe is None:
+        pytest.skip("this host's cgroups cannot be written: no memory limits")
+    probe.remove()
+    app = platform.new_app("hog", None, {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE})
+    assert platform.push(app).returncode == 0
+    first = answers(platform, "hog", "probe pid=")
+    assert platform.visit("hog", "/?hog=1").status_code == 502  # killed while answering
+    crash = platform.wait_for_log("hog", "web.1 crashed")
+    assert crash["m"] == "web.1 crashed: killed: over its memory limit (256 MB)"
+    again = answers(platform, "hog", "probe pid=", timeout=30)  # restarted
+    assert again != first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="apps get Unix users of their own only as root")
+def test_apps_cannot_read_each_others_files_or_signal_each_others_processes(
+    platform: Platform,
+) -> None:
+    files = {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE}
+    assert platform.push(platform.new_app("alpha", None, files)).returncode == 0
+    beta = platform.new_app(
+        "beta", None, {"Procfile": "web: python3 server.py\n", "server.py": server("beta")}
+    )
+    assert platform.push(beta).returncode == 0
+    answers(platform, "alpha", "probe pid=")
+    beta_pid = int(answers(platform, "beta", "hello beta").split("pid=")[1])
+    own = platform.apps_dir / "releases" / platform.uid("alpha") / "v1" / "probe.py"
+    assert platform.visit("alpha", f"/?read={own}").text == "read import os, signal, s"
+    beta_file = platform.apps_dir / "releases" / platform.uid("beta") / "v1" / "server.py"
+    assert beta_file.exists()
+    for path in (
+        beta_file,
+        platform.data / "slipway.db",
+        platform.data / "gateway" / "ssh_host_ed25519_key",
+        next((platform.data / "slugs" / platform.uid("beta")).glob("*.tar.gz")),
+    ):
+        answer = platform.visit("alpha", f"/?read={path}").text
+        assert answer == "refused PermissionError", (path, answer)
+    assert platform.visit("alpha", f"/?kill={beta_pid}").text == "refused PermissionError"
+    assert f"pid={beta_pid}" in platform.visit("beta").text  # still the same process
