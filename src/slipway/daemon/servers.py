@@ -318,8 +318,9 @@ def runner(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 4,
 ) -> None:
     """Run apps' releases on this host: deploy, scale, restart and stop jobs from the queue
-    runner-local (a worker of slipway.runtime.jobs). It starts every app's current release
-    when it starts; its apps stop when it stops."""
+    runner-local (a worker of slipway.runtime.jobs). When it starts, it adopts the instances
+    a previous runner left running and starts every app's current release not running yet;
+    its apps outlive it (`slipwayd up` stops them with the platform)."""
     from slipway.runtime.jobs import bring_up_current_releases, runner_queue
 
     settings = load_settings()

@@ -120,9 +120,10 @@ def _embedded_services(settings: Settings) -> list[Service]:
             name="runner",
             argv=[*role, "runner", "--redis-url", settings.redis_url or ""],
             env=env,
+            sockets={},  # none: upgraded like the others; the new runner adopts the apps
             listens=f"deploys from the queue {runner_queue()}",
             log_path=str(settings.data_dir / "runner.log"),
-        )  # not upgraded in place: its apps would stop with it
+        )
     )
     services.append(
         Service(
@@ -210,6 +211,7 @@ def up(
         exited = supervisor.wait(announce=lambda: _banner(settings, supervisor))
         supervisor.stop()
     finally:
+        stop_apps(settings)
         _remove_stale_pid_files(settings.data_dir)
         lock.release()
     if exited is not None:
@@ -220,6 +222,18 @@ def up(
         )
         raise typer.Exit(1)
     print("Slipway stopped.")
+
+
+def stop_apps(settings: Settings) -> None:
+    """The apps' instances, which outlive their runner (a new runner adopts them), stop
+    with the platform."""
+    from slipway.runtime.cgroups import remove_ours
+    from slipway.runtime.state import stop_all
+
+    count = stop_all(settings.data_dir / "runner" / "state.json", settings.stop_timeout)
+    remove_ours(settings.data_dir)
+    if count:
+        print(f"  {count} app instance(s) stopped")
 
 
 def adopt_repositories(settings: Settings, database: Database) -> None:

@@ -20,6 +20,11 @@ UNAVAILABLE_PAGE = (
 )
 
 
+# One line per request, for the app's log: host, method, URI, status, bytes, total time
+# (ms), server (the instance) and request id, tab-separated.
+ACCESS_LOG_FORMAT = "%[capture.req.hdr(0),lower,field(1,:)]\\t%HM\\t%HU\\t%ST\\t%B\\t%Ta\\t%s\\t%ID"
+
+
 def slot_name(index: int) -> str:
     return f"slot{index:04d}"
 
@@ -51,6 +56,12 @@ class RouterFiles:
     def master_socket(self) -> Path:
         return self.directory / "cli.sock"
 
+    @property
+    def log_socket(self) -> Path:
+        """Where the router sends a line per request (a datagram socket the runner
+        binds: slipway.runtime.routerlog)."""
+        return self.directory / "log.sock"
+
 
 def render_config(
     files: RouterFiles, host: str, port: int, slots: int, first_byte_timeout: int
@@ -62,9 +73,11 @@ def render_config(
         "    master-worker",
         f"    stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 2m",
+        f"    log unix@{files.log_socket} len 8192 format raw local0 info",
         "",
         "defaults",
         "    mode http",
+        "    log global",
         "    timeout connect 5s",
         "    timeout client 60s",
         # Heroku's H12: the app has this long to start answering (and to send each chunk).
@@ -77,6 +90,8 @@ def render_config(
         "",
         "frontend apps",
         f"    bind {host}:{port}",
+        "    http-request capture req.hdr(host) len 128",
+        f"    log-format {ACCESS_LOG_FORMAT}",
         "    http-request set-header X-Forwarded-Proto http",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid",

@@ -82,7 +82,7 @@ class Cgroups:
     @classmethod
     def detect(cls, data_dir: Path) -> Cgroups | None:
         """Ours, made if need be; None where cgroups cannot be written (says why once)."""
-        digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        digest = _digest(data_dir)
         if (CGROUPS / "cgroup.controllers").exists():
             version, base = 2, CGROUPS
         elif (CGROUPS / "memory").is_dir():
@@ -103,11 +103,6 @@ class Cgroups:
             return None
         return cls(root, version)
 
-    def remove(self) -> None:
-        """Ours, once its groups are gone."""
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
-
     def create(self, name: str, limit_mb: int) -> Group:
         """A group for one instance (emptied of settings if it was there)."""
         path = _mkdir(self.root / name)
@@ -121,6 +116,17 @@ class Cgroups:
             with contextlib.suppress(OSError):  # not there without swap accounting
                 (path / "memory.memsw.limit_in_bytes").write_text(limit)
         return Group(path, self.version, limit_mb)
+
+
+def remove_ours(data_dir: Path) -> None:
+    """The platform stops: its (empty) cgroups directory goes."""
+    for base in (CGROUPS, CGROUPS / "memory"):
+        with contextlib.suppress(OSError):
+            (base / "slipway" / _digest(data_dir)).rmdir()
+
+
+def _digest(data_dir: Path) -> str:
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
 
 
 def _mkdir(path: Path) -> Path:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from slipway.appuser import AppUser
 from slipway.builder.gitshell import SAFE_PATH
 from slipway.runtime.cgroups import Group
@@ -54,7 +56,9 @@ class Instance:
     index: int
     command: str
     port: int
-    process: subprocess.Popen[bytes] | None = None
+    # Its process: a psutil.Popen when this runner started it, a psutil.Process when it
+    # was adopted from the runner before (its exit status is then unknown).
+    process: psutil.Process | None = None
     state: str = "starting"  # starting, up, crashed, stopping
     restarts: int = 0
     started_at: float = field(default_factory=time.time)
@@ -101,7 +105,7 @@ class Instance:
             open(logs.with_name(logs.name + ".stdout"), "ab") as stdout,
             open(logs.with_name(logs.name + ".stderr"), "ab") as stderr,
         ):
-            self.process = subprocess.Popen(
+            self.process = psutil.Popen(
                 launcher(self.command, user, group),
                 cwd=directory,
                 env=env,
@@ -116,7 +120,12 @@ class Instance:
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if isinstance(self.process, psutil.Popen):
+            return self.process.poll() is None  # and reaps it when it has exited
+        try:
+            return self.process is not None and self.process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     def listening(self) -> bool:
         """Ready: a TCP connection to its PORT succeeds (Heroku and Scalingo's test)."""
@@ -133,11 +142,12 @@ class Instance:
         self.state = "stopping"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        with contextlib.suppress(psutil.TimeoutExpired):
             self.process.wait(timeout)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        with contextlib.suppress(psutil.TimeoutExpired):
+            self.process.wait(10)
         if self.group is not None:  # and what left its session (a daemon...)
             for pid in self.group.pids():
                 with contextlib.suppress(ProcessLookupError):
@@ -153,7 +163,9 @@ class Instance:
     def exit_description(self) -> str:
         if self.new_oom_kills() and self.group is not None:
             return f"killed: over its memory limit ({self.group.limit_mb} MB)"
-        code = self.process.returncode if self.process else None
+        if not isinstance(self.process, psutil.Popen):
+            return "exited (a previous runner started it: its status is unknown)"
+        code = self.process.returncode
         if code is not None and code < 0:
             try:
                 return f"killed by {signal.Signals(-code).name}"

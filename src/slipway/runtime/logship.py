@@ -78,18 +78,35 @@ class LogShipper:
         self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
         self._thread.start()
 
-    def watch(self, base: Path, app_uid: str, instance: str, version: int) -> None:
-        """Ship ``base.stdout`` and ``base.stderr`` (made empty), a new instance's output."""
+    def watch(
+        self,
+        base: Path,
+        app_uid: str,
+        instance: str,
+        version: int,
+        offsets: dict[str, int] | None = None,
+    ) -> None:
+        """Ship ``base.stdout`` and ``base.stderr``: a new instance's output (the files
+        are made empty), or an adopted one's from the ``offsets`` shipped already."""
         base.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         budget = Budget(self.lines_per_minute)
         tails = []
         for stream in ("stdout", "stderr"):
             path = base.with_name(f"{base.name}.{stream}")
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"):
-                pass
-            tails.append(Tail(path, base, app_uid, instance, version, stream, budget))
+            if offsets is None:
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"):
+                    pass
+            offset = (offsets or {}).get(stream, 0)
+            tails.append(Tail(path, base, app_uid, instance, version, stream, budget, offset))
         with self._lock:
             self._tails += tails
+
+    def offsets(self, base: Path) -> dict[str, int]:
+        """How much of each of an instance's files is shipped (a partial line is not)."""
+        with self._lock:
+            return {
+                t.stream: max(0, t.offset - len(t.partial)) for t in self._tails if t.base == base
+            }
 
     def close(self, base: Path) -> None:
         """Its instance stopped: ship the rest, then remove the files."""

@@ -3,15 +3,18 @@ new before they stop the old, and restarts of crashed instances with back-off.""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import logging
+import os
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from slipway.applog import AppLog
@@ -20,15 +23,18 @@ from slipway.config import Settings
 from slipway.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 from slipway.embedded.supervisor import free_port
 from slipway.router.haproxy import RouterFiles
+from slipway.router.runtime import RouterError
 from slipway.router.table import Router, Target
 from slipway.runtime import releases
-from slipway.runtime.cgroups import SIZES, Cgroups
+from slipway.runtime import state as saved
+from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
 from slipway.runtime.logship import LogShipper
+from slipway.runtime.routerlog import RouterLog
 
 log = logging.getLogger("slipway.runtime")
 
-SHUTDOWN_TIMEOUT = 5.0  # the same when the runner itself stops (its supervisor waits 10 s)
+ONE_OFF_STOP_TIMEOUT = 5.0  # seconds from SIGTERM to SIGKILL for a release command
 MAX_QUICK_CRASHES = 10  # then it stays crashed until the next release
 SUPERVISE_EVERY = 0.5
 
@@ -69,6 +75,13 @@ class Release:
             release_command=answer.get("release_command"),
         )
 
+    def record(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "slug": str(self.slug)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Release:
+        return cls(**{**record, "slug": Path(record["slug"])})
+
 
 @dataclass
 class AppState:
@@ -100,9 +113,115 @@ class Runner:
         self._deploy_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._ports: set[int] = set()
+        self._instances: dict[str, Instance] = {}  # every one started and not stopped yet
+        self._save_lock = threading.Lock()
         self._stopping = threading.Event()
+        directory = settings.data_dir / "runner"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.state_path = directory / "state.json"
+        # One runner per data dir: a new one (an upgrade) waits for the old one to exit.
+        self._lock = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._hosts: dict[str, str] = {}  # host → app uid, for the router's lines
+        self.router_log = RouterLog(
+            RouterFiles(settings.data_dir / "router").log_socket, self.logs.applog, self._host_app
+        )
+        self._adopt(saved.load(self.state_path))
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
+
+    def _adopt(self, found: saved.RunnerState) -> None:
+        """Take over the instances the previous runner left running (it was upgraded or
+        restarted); stop those of no release it ran (a deploy it did not finish)."""
+        strays = []
+        for record in found.instances:
+            process = record.process()
+            release = found.releases.get(record.app_uid)
+            if process is None:
+                continue
+            if release is None or release["version"] != record.version:
+                strays.append(record)
+                continue
+            app = self.apps.get(record.app_uid)
+            if app is None:
+                app = AppState(
+                    Release.from_record(release), Path(found.directories[record.app_uid])
+                )
+                self.apps[record.app_uid] = app
+            instance = Instance(
+                app.release.app,
+                record.app_uid,
+                record.version,
+                record.kind,
+                record.index,
+                record.command,
+                record.port,
+                process=process,
+                state=record.state,
+                restarts=record.restarts,
+                started_at=record.started_at,
+            )
+            if record.group is not None and self.cgroups is not None:
+                instance.group = Group(Path(record.group), self.cgroups.version, self.memory_mb)
+                instance.oom_kills = instance.group.oom_kills()
+            self._ports.add(record.port)
+            self._instances[self._key(instance)] = instance
+            app.instances.append(instance)
+            logs = self.logs_dir / record.app_uid / instance.server
+            self.logs.watch(logs, record.app_uid, instance.name, record.version, record.log_offsets)
+        for app in self.apps.values():
+            names = ", ".join(i.name for i in app.instances)
+            log.info("%s v%s adopted: %s", app.release.app, app.release.version, names)
+            self.logs.event(app.release.app_uid, f"Runner restarted: {names} adopted")
+            try:
+                self._route(app)
+            except RouterError as error:
+                log.error("cannot route %s: %s", app.release.app, error)
+        if strays:
+            saved.stop_all_of(strays, self.stop_timeout)
+        self._save()
+
+    def _host_app(self, host: str) -> tuple[str, int] | None:
+        app = self.apps.get(self._hosts.get(host, ""))
+        return (app.release.app_uid, app.release.version) if app is not None else None
+
+    @staticmethod
+    def _key(instance: Instance) -> str:
+        return f"{instance.app_uid}/{instance.server}"
+
+    def _save(self) -> None:
+        """What runs, for the next runner (and for `slipwayd up`, to stop it)."""
+        with self._save_lock:
+            records = []
+            for instance in list(self._instances.values()):
+                if instance.process is None:
+                    continue
+                logs = self.logs_dir / instance.app_uid / instance.server
+                records.append(
+                    saved.InstanceRecord(
+                        app_uid=instance.app_uid,
+                        version=instance.version,
+                        kind=instance.kind,
+                        index=instance.index,
+                        command=instance.command,
+                        port=instance.port,
+                        pid=instance.process.pid,
+                        started_at=_create_time(instance.process),
+                        restarts=instance.restarts,
+                        state=instance.state,
+                        group=str(instance.group.path) if instance.group else None,
+                        log_offsets=self.logs.offsets(logs),
+                    )
+                )
+            apps = list(self.apps.values())
+            saved.save(
+                self.state_path,
+                saved.RunnerState(
+                    releases={a.release.app_uid: a.release.record() for a in apps},
+                    directories={a.release.app_uid: str(a.directory) for a in apps},
+                    instances=records,
+                ),
+            )
 
     def url(self, app: str) -> str:
         return f"http://{self.router.host(app)}:{self.settings.router_port}/"
@@ -241,10 +360,10 @@ class Runner:
         assert one_off.process is not None
         try:
             status = one_off.process.wait(self.settings.release_timeout)
-        except subprocess.TimeoutExpired:
+        except psutil.TimeoutExpired:
             status = None
         finally:
-            self._stop(release.app_uid, [one_off], SHUTDOWN_TIMEOUT)
+            self._stop(release.app_uid, [one_off], ONE_OFF_STOP_TIMEOUT)
         if status != 0:
             outcome = "timed out" if status is None else f"exited with status {status}"
             raise DeployFailed(HOOK_ERROR, f"the release command {outcome}")
@@ -272,6 +391,7 @@ class Runner:
         if self.cgroups is not None:
             name = f"{release.app_uid}-{instance.server}"
             instance.group = self.cgroups.create(name, self.memory_mb)
+        self._instances[self._key(instance)] = instance
         self._spawn(state, instance, user)
         return instance
 
@@ -279,6 +399,7 @@ class Runner:
         env = instance.environment(state.release.config, state.release.commit, state.directory)
         logs = self.logs_dir / instance.app_uid / instance.server
         instance.start(state.directory, env, user, logs, instance.group)
+        self._save()
         self.logs.event(
             instance.app_uid,
             f"{instance.name} starting: {instance.command}",
@@ -324,6 +445,7 @@ class Runner:
             if i.kind == "web" and i.state == "up"
         ]
         self.router.switch(state.release.app, targets)
+        self._hosts[self.router.host(state.release.app)] = state.release.app_uid
 
     def _stop(self, app_uid: str, instances: list[Instance], timeout: float | None = None) -> None:
         wait = self.stop_timeout if timeout is None else timeout
@@ -333,11 +455,13 @@ class Runner:
         for thread in threads:
             thread.join()
         for instance in instances:
+            self._instances.pop(self._key(instance), None)
             self._ports.discard(instance.port)
             if instance.group is not None:
                 instance.group.remove()
             self.logs.close(self.logs_dir / app_uid / instance.server)
             self.logs.event(app_uid, f"{instance.name} stopped", instance.name, instance.version)
+        self._save()
 
     def _port(self) -> int:
         while True:
@@ -423,6 +547,7 @@ class Runner:
         with self._app_lock(app_uid):
             state = self.apps.pop(app_uid, None)
             self.router.unroute(app)
+            self._hosts.pop(self.router.host(app), None)
             if state is not None:
                 with state.lock:
                     self._stop(app_uid, state.instances)
@@ -430,14 +555,23 @@ class Runner:
             shutil.rmtree(self.logs_dir / app_uid, ignore_errors=True)
 
     def shutdown(self) -> None:
-        """Stop every instance (the runner is going away with its apps)."""
+        """The runner goes, its apps stay: their logs shipped so far and what runs are
+        saved for the next runner, which adopts them (``slipwayd up`` stops them when the
+        platform stops)."""
         self._stopping.set()
-        for state in list(self.apps.values()):
-            self._stop(state.release.app_uid, state.instances, SHUTDOWN_TIMEOUT)
+        self._supervisor.join(5)
+        self.router_log.stop()
         self.logs.stop()
-        if self.cgroups is not None:
-            self.cgroups.remove()
+        self._save()
+        os.close(self._lock)
 
 
 def _formation_text(formation: dict[str, int]) -> str:
     return " ".join(f"{kind}={count}" for kind, count in sorted(formation.items()))
+
+
+def _create_time(process: psutil.Process) -> float:
+    try:
+        return float(process.create_time())
+    except psutil.Error:
+        return 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -238,6 +239,10 @@ def test_what_instances_print_reaches_the_apps_log(platform: Platform) -> None:
     assert [len(m) for m in lines if set(m) == {"x"}] == [10_000, 10_000, 5_000]  # split
     # What has no newline yet waits for one (or for the instance's end).
     assert "no newline at the end" not in lines
+    platform.visit("chatty", "/page?q=1")
+    request = platform.wait_for_log("chatty", "GET /page?q=1 ")
+    assert (request["s"], request["i"], request["v"]) == ("router", "web.1", "1")
+    assert re.fullmatch(r"GET /page\?q=1 200 \d+ bytes \d+ ms web\.1 request_id=\S+", request["m"])
     events = [line["m"] for line in platform.app_log("chatty") if line["s"] == "slipway"]
     assert events[:3] == ["Deploying v1", "web.1 starting: python3 server.py", "web.1 up"]
     assert events[3].startswith("v1 deployed (instances: web.1) at http://chatty.localhost:")
@@ -305,3 +310,29 @@ def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:
     log = platform.app_log("lasting")
     assert len(log) > before  # the log survived, and goes on
     assert any(line["m"] == "Deploying v1" for line in log[before:])
+
+
+def test_an_upgrade_of_the_platform_keeps_apps_running(platform: Platform) -> None:
+    app = platform.new_app(
+        "steady", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
+    )
+    assert platform.push(app).returncode == 0
+    pid = int(answers(platform, "steady", "hello v1").split("pid=")[1])
+    with load(platform, "steady") as counts:
+        os.kill(platform.up.pid, signal.SIGHUP)
+        assert platform.up.stdout is not None
+        for line in platform.up.stdout:
+            assert "upgrade failed" not in line
+            if line.startswith("  gateway  upgraded"):  # the last one
+                break
+        platform.wait_for_log("steady", "Runner restarted: web.1 adopted")
+    assert counts["failed"] == 0, counts
+    assert f"pid={pid}" in platform.visit("steady").text  # the same process serves
+    # The new runner supervises it: a crash restarts it, a deploy replaces it.
+    os.kill(pid, signal.SIGKILL)
+    crash = platform.wait_for_log("steady", "web.1 crashed")
+    assert "a previous runner started it" in crash["m"]
+    answers(platform, "steady", "hello v1", timeout=30)
+    platform.commit(app, {"server.py": server("v2")})
+    assert platform.push(app).returncode == 0
+    answers(platform, "steady", "hello v2")

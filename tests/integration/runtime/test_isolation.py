@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slipway.runtime.cgroups import Cgroups
+from slipway.runtime.cgroups import Cgroups, remove_ours
 from tests.builds_support import Platform
 from tests.integration.runtime.test_deploys import answers, server
 
@@ -72,7 +72,7 @@ def test_an_instance_over_its_memory_limit_is_killed_and_reported(
     probe = Cgroups.detect(tmp_path)
     if probe is None:
         pytest.skip("this host's cgroups cannot be written: no memory limits")
-    probe.remove()
+    remove_ours(tmp_path)
     app = platform.new_app("hog", None, {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE})
     assert platform.push(app).returncode == 0
     first = answers(platform, "hog", "probe pid=")

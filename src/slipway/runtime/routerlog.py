@@ -1,0 +1,89 @@
+"""The router's line per request, into the app's log (``slipway[router]``): the runner
+binds the datagram socket HAProxy logs to, and knows which host is which app.
+
+A line reads ``GET /path?query 200 1234 bytes 5 ms web.1 request_id=...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from slipway.applog import ROUTER, AppLog, Line
+
+log = logging.getLogger("slipway.runtime")
+
+BATCH = 1000  # datagrams at most per write to Redis
+
+
+class RouterLog:
+    def __init__(
+        self, path: Path, applog: AppLog, apps: Callable[[str], tuple[str, int] | None]
+    ) -> None:
+        """``apps``: host → (app uid, release version running), or None."""
+        self.applog = applog
+        self.apps = apps
+        path.unlink(missing_ok=True)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.socket.settimeout(0.5)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="router-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(2)
+        self.socket.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                datagrams = [self.socket.recv(9000)]
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.socket.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while len(datagrams) < BATCH:
+                    datagrams.append(self.socket.recv(9000))
+            self.socket.settimeout(0.5)
+            try:
+                self.write(datagrams)
+            except redis.RedisError as error:
+                log.warning("router lines lost: %s", error)
+
+    def write(self, datagrams: list[bytes]) -> None:
+        lines: dict[str, list[Line]] = {}
+        for datagram in datagrams:
+            parsed = self.parse(datagram)
+            if parsed is not None:
+                lines.setdefault(parsed[0], []).append(parsed[1])
+        for app_uid, found in lines.items():
+            self.applog.write(app_uid, found)
+
+    def parse(self, datagram: bytes) -> tuple[str, Line] | None:
+        fields = datagram.decode(errors="replace").rstrip("\n").split("\t")
+        if len(fields) != 8:
+            return None
+        host, method, uri, status, size, total_ms, server, request_id = fields
+        app = self.apps(host)
+        if app is None:
+            return None
+        instance = _instance(server)
+        message = f"{method} {uri} {status} {size} bytes {total_ms} ms {instance}"
+        return app[0], Line(f"{message} request_id={request_id}", ROUTER, instance, app[1])
+
+
+def _instance(server: str) -> str:
+    """``web-1-34567`` (the router's name for web.1 on port 34567) → ``web.1``."""
+    kind, _, rest = server.rpartition("-")[0].rpartition("-")
+    return f"{kind}.{rest}" if kind and rest.isdigit() else "none"
