@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from slipway import announcements
 from slipway.builder.repositories import repo_queue
 from slipway.config import Settings, load_settings
 from slipway.daemon.options import (
@@ -282,6 +283,11 @@ def _banner(settings: Settings, supervisor: Supervisor) -> None:
     )
     print(NEXT_STEPS.format(host=host, http_port=settings.http_port), end="")
     sys.stdout.flush()
+    # Then what happens: apps deployed, and where.
+    redis_url = settings.redis_url or next(
+        s.listens for s in supervisor.services if s.name == "redis"
+    )
+    announcements.follow(redis_url, lambda message: print(f"  {message}", flush=True))
 
 
 def _remove_stale_pid_files(data_dir: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import redis
 
+from slipway.announcements import announce
 from slipway.applog import AppLog
 from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
 from slipway.config import Settings
@@ -250,11 +251,9 @@ class Runner:
                 self._deploy(release)
             except BaseException as error:
                 serving = f"v{current.release.version} serves on" if current else "nothing runs"
-                self.logs.event(
-                    release.app_uid,
-                    f"Deploy of v{release.version} failed: {error}; {serving}",
-                    version=release.version,
-                )
+                failed = f"Deploy of v{release.version} failed: {error}; {serving}"
+                self.logs.event(release.app_uid, failed, version=release.version)
+                announce(self.logs.applog.redis, f"{release.app}: {failed}")
                 raise
             names = ", ".join(i.name for i in self.apps[release.app_uid].instances) or "none"
             self.logs.event(
@@ -262,6 +261,8 @@ class Runner:
                 f"v{release.version} deployed (instances: {names}) at {self.url(release.app)}",
                 version=release.version,
             )
+            url = self.url(release.app)
+            announce(self.logs.applog.redis, f"{release.app} v{release.version} deployed: {url}")
             return True
 
     def _app_lock(self, app_uid: str) -> threading.Lock:

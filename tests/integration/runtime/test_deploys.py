@@ -82,6 +82,12 @@ def test_a_pushed_app_answers_at_its_host(platform: Platform) -> None:
     assert pushed.returncode == 0, pushed.stderr
     assert answers(platform, "runs", "hello from python") == "hello from python\n"
     assert platform.visit("nobody").status_code == 404
+    # `slipwayd up` tells its operator where the app is.
+    assert platform.up.stdout is not None
+    url = f"http://runs.localhost:{platform.router_port}/"
+    for line in platform.up.stdout:
+        if line == f"  runs v1 deployed: {url}\n":
+            break
 
 
 def test_deploys_and_config_changes_switch_with_no_failed_request(platform: Platform) -> None:
