@@ -1,6 +1,6 @@
 """Zero-downtime deploys, measured: an HTTP load (50 keep-alive connections) on an app while
-it is deployed 5 times (git push) and its config changed twice (each a new release), through
-a real `slipwayd up`. Prints the requests, the failed ones and the connection errors (goal:
+it is deployed 5 times (git push), its config changed twice (each a new release) and it is
+restarted twice (slipway restart's API), through a real `slipwayd up`. Prints the requests, the failed ones and the connection errors (goal:
 0 and 0), and checks that a request sent once the new version has answered (0.2 s on: the router
 takes the old one out of rotation right after adding the new) never gets an older one.
 
@@ -34,7 +34,7 @@ class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        body = f"{VERSION} {os.environ.get('GREETING', 'hello')}\\n".encode()
+        body = f"{VERSION} {os.environ.get('GREETING', 'hello')} {os.getpid()}\\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -109,6 +109,12 @@ def main() -> None:
                 time.sleep(1)
                 platform.run(SLIPWAY, "env", "set", f"GREETING={greeting}", "-a", "bench")
                 switches.append(("v6", wait_for(platform, greeting)))
+            for _ in range(2):
+                time.sleep(1)
+                before = platform.visit("bench").text.split()[2]
+                platform.call("POST", "/v1/apps/bench/restart", {"scope": []})
+                while platform.visit("bench").text.split()[2] == before:
+                    time.sleep(0.05)
             time.sleep(1)
             load.stopping = True
             load.thread.join()
@@ -123,7 +129,7 @@ def main() -> None:
     )
     failed = sum(n for kind, n in load.failures.items() if kind.startswith("HTTP"))
     errors = sum(load.failures.values()) - failed
-    print(f"{options.connections} connections, 5 deploys and 2 config changes")
+    print(f"{options.connections} connections, 5 deploys, 2 config changes and 2 restarts")
     print(f"  requests answered                        {len(load.answers)}")
     print(f"  failed requests                          {failed}   (goal: 0)")
     print(f"  connection errors                        {errors}   (goal: 0)")
