@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     boot_timeout: float = Field(default=60.0, gt=0)
     # Seconds a release's `release:` command may run before its deploy fails (Heroku: 1 h).
     release_timeout: float = Field(default=3600.0, gt=0)
+    # This host's runner: its name (its queue is runner-NAME), and the address the router
+    # reaches its instances at.
+    runner_name: str = Field(default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    runner_address: str = "127.0.0.1"
     # Each instance's memory limit, by size: S 256 MB, M 512 MB, L 1 GB, XL 2 GB (where the
     # runner can write cgroups).
     instance_size: Literal["S", "M", "L", "XL"] = "M"

@@ -4,13 +4,18 @@ carries them out with no downtime (slipway.runtime)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import redis
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
+from slipway import processes
 from slipway.api import runners
 from slipway.api.auth import CurrentCaller, Db
-from slipway.api.schemas import FormationOut, RestartIn, ScaleIn
+from slipway.api.errors import ApiError
+from slipway.api.schemas import FormationOut, ProcessOut, RestartIn, ScaleIn
+from slipway.jobs import Client
 from slipway.store import apps, formation, releases
 from slipway.store.apps import Action
 from slipway.store.errors import Conflict
@@ -24,6 +29,36 @@ def _process_types(session: Session, app: App) -> list[str]:
     if release is None:
         raise Conflict(f"{app.name} has no release yet: push it first")
     return list(json.loads(release.process_types))
+
+
+@router.get("/ps")
+def list_processes(request: Request, db: Db, caller: CurrentCaller, app: str) -> list[ProcessOut]:
+    """The app's instances as their runners report them: state, release, host, since."""
+    with db.session() as session:
+        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
+    jobs: Client | None = request.app.state.jobs
+    if jobs is None:
+        raise ApiError(503, "unavailable", "no Redis configured: no runner reports here")
+    try:
+        found = processes.processes_of(jobs.redis, uid)
+    except redis.RedisError as error:
+        raise ApiError(
+            503, "unavailable", f"the runners' reports cannot be read: {error}"
+        ) from None
+    return [
+        ProcessOut(
+            name=p.name,
+            type=p.kind,
+            state=p.state,
+            release=p.release,
+            host=p.host,
+            pid=p.pid,
+            since=datetime.fromtimestamp(p.since, UTC),
+            restarts=p.restarts,
+            last_exit=p.exit,
+        )
+        for p in found
+    ]
 
 
 @router.get("/formation")

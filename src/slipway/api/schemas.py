@@ -264,6 +264,18 @@ class RunningReleaseOut(BaseModel):
     version: int
 
 
+class ProcessOut(BaseModel):
+    name: str = Field(description="web.1, worker.2...")
+    type: str
+    state: str = Field(description="starting, up, crashed or stopping.")
+    release: int
+    host: str = Field(description="The runner it runs on.")
+    pid: int | None
+    since: datetime = Field(description="When it last started.")
+    restarts: int = Field(description="Restarts after quick crashes (reset by a deploy).")
+    last_exit: str | None = Field(description="How it last ended, when it crashed.")
+
+
 class FormationOut(BaseModel):
     formation: dict[str, int] = Field(description="Instances per process type.")
 

@@ -64,6 +64,7 @@ class Instance:
     started_at: float = field(default_factory=time.time)
     group: Group | None = None  # its cgroup, when it has a memory limit
     oom_kills: int = 0  # its group's count of processes killed over the limit, known so far
+    last_exit: str | None = None  # how it ended last (it crashed)
 
     @property
     def name(self) -> str:

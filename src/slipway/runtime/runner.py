@@ -3,6 +3,7 @@ new before they stop the old, and restarts of crashed instances with back-off.""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -17,6 +18,7 @@ from typing import Any
 import psutil
 import redis
 
+from slipway import processes
 from slipway.announcements import announce
 from slipway.applog import AppLog
 from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
@@ -95,6 +97,7 @@ class AppState:
 class Runner:
     def __init__(self, settings: Settings, connection: redis.Redis) -> None:
         self.settings = settings
+        self.redis = connection
         self.boot_timeout = settings.boot_timeout
         self.stop_timeout = settings.stop_timeout
         self.router = Router(
@@ -168,6 +171,7 @@ class Runner:
             self._ports.add(record.port)
             self._instances[self._key(instance)] = instance
             app.instances.append(instance)
+            self._report(instance)
             logs = self.logs_dir / record.app_uid / instance.server
             self.logs.watch(logs, record.app_uid, instance.name, record.version, record.log_offsets)
         for app in self.apps.values():
@@ -253,7 +257,7 @@ class Runner:
                 serving = f"v{current.release.version} serves on" if current else "nothing runs"
                 failed = f"Deploy of v{release.version} failed: {error}; {serving}"
                 self.logs.event(release.app_uid, failed, version=release.version)
-                announce(self.logs.applog.redis, f"{release.app}: {failed}")
+                announce(self.redis, f"{release.app}: {failed}")
                 raise
             names = ", ".join(i.name for i in self.apps[release.app_uid].instances) or "none"
             self.logs.event(
@@ -262,7 +266,7 @@ class Runner:
                 version=release.version,
             )
             url = self.url(release.app)
-            announce(self.logs.applog.redis, f"{release.app} v{release.version} deployed: {url}")
+            announce(self.redis, f"{release.app} v{release.version} deployed: {url}")
             return True
 
     def _app_lock(self, app_uid: str) -> threading.Lock:
@@ -400,6 +404,7 @@ class Runner:
         env = instance.environment(state.release.config, state.release.commit, state.directory)
         logs = self.logs_dir / instance.app_uid / instance.server
         instance.start(state.directory, env, user, logs, instance.group)
+        self._report(instance)
         self._save()
         self.logs.event(
             instance.app_uid,
@@ -437,7 +442,31 @@ class Runner:
 
     def _up(self, instance: Instance) -> None:
         instance.state = "up"
+        self._report(instance)
         self.logs.event(instance.app_uid, f"{instance.name} up", instance.name, instance.version)
+
+    def _report(self, instance: Instance, gone: bool = False) -> None:
+        """The instance's state, for `slipway ps` (through the API)."""
+        found = processes.ProcessState(
+            name=instance.name,
+            kind=instance.kind,
+            index=instance.index,
+            state=instance.state,
+            release=instance.version,
+            host=self.settings.runner_name,
+            pid=instance.process.pid if instance.process is not None else None,
+            port=instance.port,
+            since=instance.started_at,
+            restarts=instance.restarts,
+            exit=instance.last_exit,
+        )
+        try:
+            if gone:
+                processes.gone(self.redis, instance.app_uid, found)
+            else:
+                processes.report(self.redis, instance.app_uid, found)
+        except redis.RedisError as error:
+            log.warning("cannot report %s of %s: %s", instance.name, instance.app_uid, error)
 
     def _route(self, state: AppState) -> None:
         targets = [
@@ -450,6 +479,9 @@ class Runner:
 
     def _stop(self, app_uid: str, instances: list[Instance], timeout: float | None = None) -> None:
         wait = self.stop_timeout if timeout is None else timeout
+        for instance in instances:
+            instance.state = "stopping"
+            self._report(instance)
         threads = [threading.Thread(target=i.stop, args=(wait,), daemon=True) for i in instances]
         for thread in threads:
             thread.start()
@@ -462,6 +494,7 @@ class Runner:
                 instance.group.remove()
             self.logs.close(self.logs_dir / app_uid / instance.server)
             self.logs.event(app_uid, f"{instance.name} stopped", instance.name, instance.version)
+            self._report(instance, gone=True)
         self._save()
 
     def _port(self) -> int:
@@ -505,9 +538,11 @@ class Runner:
                 if now - instance.started_at > 60:
                     instance.restarts = 0  # it ran a while: not a quick crash
                 instance.state = "crashed"
+                instance.last_exit = instance.exit_description()
+                self._report(instance)
                 self.logs.event(
                     app_uid,
-                    f"{instance.name} crashed: {instance.exit_description()}",
+                    f"{instance.name} crashed: {instance.last_exit}",
                     instance.name,
                     instance.version,
                 )
@@ -554,6 +589,8 @@ class Runner:
                     self._stop(app_uid, state.instances)
             releases.prune(self.releases_dir, app_uid, set())
             shutil.rmtree(self.logs_dir / app_uid, ignore_errors=True)
+            with contextlib.suppress(redis.RedisError):
+                processes.forget(self.redis, app_uid)
 
     def shutdown(self) -> None:
         """The runner goes, its apps stay: their logs shipped so far and what runs are

@@ -152,6 +152,8 @@ def test_a_crashed_instance_restarts(platform: Platform) -> None:
     assert int(again.split("pid=")[1]) != pid
     crash = platform.wait_for_log("crashy", "web.1 crashed")
     assert crash["m"] == "web.1 crashed: killed by SIGKILL"
+    [listed] = platform.get("/v1/apps/crashy/ps")
+    assert (listed["restarts"], listed["last_exit"]) == (1, "killed by SIGKILL")
     assert (crash["s"], crash["i"], crash["v"]) == ("slipway", "web.1", "1")
 
 
@@ -276,6 +278,11 @@ def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> 
         }
         wait_until(lambda: len(pids(platform, "scaly")) == 3, 30, "three web instances")
         before = pids(platform, "scaly")
+        listed = platform.get("/v1/apps/scaly/ps")
+        assert [(p["name"], p["state"], p["release"], p["host"]) for p in listed] == [
+            (f"web.{n}", "up", 1, "local") for n in (1, 2, 3)
+        ]
+        assert {p["pid"] for p in listed} == before
         platform.call("POST", "/v1/apps/scaly/restart", {"scope": ["web"]})
         wait_until(lambda: not pids(platform, "scaly") & before, 30, "new web instances")
         assert len(pids(platform, "scaly")) == 3
@@ -299,6 +306,12 @@ def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> 
     )
     assert refused["message"] == "web=21: between 0 and 20 instances"
     assert platform.get("/v1/apps/scaly/formation") == {"formation": {"web": 1, "worker": 1}}
+
+    def listed() -> list[tuple[str, str, str]]:
+        return [(p["name"], p["type"], p["state"]) for p in platform.get("/v1/apps/scaly/ps")]
+
+    expected = [("web.1", "web", "up"), ("worker.1", "worker", "up")]
+    wait_until(lambda: listed() == expected, 30, f"{expected} (last: {listed()})")
 
 
 def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:

@@ -1,0 +1,53 @@
+"""Each app's instances as their runners report them (a Redis hash per app,
+``slipway:ps:APP_UID``, one field per instance): what `slipway ps` shows. Runners write
+every change (starting, up, crashed, stopping); the API reads it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+
+def key(app_uid: str) -> str:
+    return f"slipway:ps:{app_uid}"
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    name: str  # web.1
+    kind: str
+    index: int
+    state: str  # starting, up, crashed, stopping
+    release: int
+    host: str  # the runner's
+    pid: int | None
+    port: int
+    since: float  # Unix time of its last start
+    restarts: int
+    exit: str | None = None  # why it last ended (a crashed one)
+
+    @property
+    def field(self) -> str:
+        """Unique among the app's instances, a replacement and the one it replaces too."""
+        return f"{self.name}:{self.port}"
+
+
+def report(connection: redis.Redis, app_uid: str, state: ProcessState) -> None:
+    connection.hset(key(app_uid), state.field, json.dumps(asdict(state)))
+
+
+def gone(connection: redis.Redis, app_uid: str, state: ProcessState) -> None:
+    connection.hdel(key(app_uid), state.field)
+
+
+def processes_of(connection: redis.Redis, app_uid: str) -> list[ProcessState]:
+    found: Any = connection.hgetall(key(app_uid))
+    states = [ProcessState(**json.loads(value)) for value in found.values()]
+    return sorted(states, key=lambda s: (s.kind, s.index, s.since))
+
+
+def forget(connection: redis.Redis, app_uid: str) -> None:
+    connection.delete(key(app_uid))
