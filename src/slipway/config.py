@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # reaches its instances at.
     runner_name: str = Field(default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
     runner_address: str = "127.0.0.1"
+    # The router's directory (its sockets), for a runner whose data dir is not the
+    # router's host's (default: DATA_DIR/router).
+    router_dir: Path | None = None
     # Each instance's memory limit, by size: S 256 MB, M 512 MB, L 1 GB, XL 2 GB (where the
     # runner can write cgroups).
     instance_size: Literal["S", "M", "L", "XL"] = "M"

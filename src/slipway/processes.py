@@ -51,3 +51,11 @@ def processes_of(connection: redis.Redis, app_uid: str) -> list[ProcessState]:
 
 def forget(connection: redis.Redis, app_uid: str) -> None:
     connection.delete(key(app_uid))
+
+
+def forget_other_hosts(connection: redis.Redis, app_uid: str, host: str) -> None:
+    """The app moved to ``host``'s runner: what others reported no longer serves (their
+    runner stops it when it comes back)."""
+    stale = [state.field for state in processes_of(connection, app_uid) if state.host != host]
+    if stale:
+        connection.hdel(key(app_uid), *stale)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
 
 from slipway.api import runners
 from slipway.api.auth import Db, edge_service
@@ -20,6 +21,7 @@ from slipway.api.schemas import (
     AuthorizeIn,
     AuthorizeOut,
     BuildInfoOut,
+    CurrentReleasesIn,
     CurrentReleasesOut,
     Destination,
     FinishIn,
@@ -31,8 +33,10 @@ from slipway.api.schemas import (
     ReleaseRunOut,
     Repository,
     RunningReleaseOut,
+    SlugId,
     StartedIn,
 )
+from slipway.builder.layout import slugs_dir
 from slipway.store import accounts, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
@@ -166,9 +170,9 @@ def finish_deployment(
             release_version=deployment.release_version,
             keep_slugs=releases.kept_slugs(session, app, keep),
         )
-        uid = app.uid
+        uid, runner = app.uid, runners.place(request.app, session, app)
     if answer.release_version is not None:
-        runners.deploy_release(request.app, uid, answer.release_version)
+        runners.deploy_release(request.app, runner, uid, answer.release_version)
     return answer
 
 
@@ -203,12 +207,27 @@ def release_started(db: Db, uid: str, version: RecordId, body: StartedIn) -> Non
 
 
 @router.post("/releases/current")
-def current_releases(db: Db) -> CurrentReleasesOut:
-    """Every app's current release: what a runner that (re)starts brings up."""
+def current_releases(db: Db, body: CurrentReleasesIn) -> CurrentReleasesOut:
+    """The current release of every app placed on a runner: what it brings up when it
+    (re)starts."""
     with db.session() as session:
         return CurrentReleasesOut(
             releases=[
                 RunningReleaseOut(app_uid=app.uid, version=release.version)
                 for app, release in releases.current_releases(session)
+                if runners.runner_of(app) == body.runner
             ]
         )
+
+
+@router.post("/apps/{uid}/slugs/{slug_id}")
+def download_slug(request: Request, db: Db, uid: str, slug_id: SlugId) -> FileResponse:
+    """A release's slug, for a runner on another host than the repo host's."""
+    with db.session() as session:
+        app = apps.app_by_uid(session, uid)
+        if not releases.has_slug(session, app, slug_id):
+            raise ApiError(404, "not_found", f"{app.name} has no slug {slug_id}")
+    path = slugs_dir(request.app.state.settings, app.uid) / f"{slug_id}.tar.gz"
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"the slug {slug_id} is not on this host")
+    return FileResponse(path, media_type="application/gzip")

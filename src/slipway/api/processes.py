@@ -78,8 +78,8 @@ def scale(request: Request, db: Db, caller: CurrentCaller, app: str, body: Scale
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.WRITE)
         now = formation.scale(found, _process_types(session, found), body.formation)
-        uid = found.uid
-    runners.scale(request.app, uid, now)
+        uid, runner = found.uid, runners.runner_of(found)
+    runners.scale(request.app, runner, uid, now)
     return FormationOut(formation=now)
 
 
@@ -91,5 +91,5 @@ def restart(request: Request, db: Db, caller: CurrentCaller, app: str, body: Res
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.WRITE)
         scope = formation.check_scope(_process_types(session, found), body.scope)
-        uid = found.uid
-    runners.restart(request.app, uid, scope)
+        uid, runner = found.uid, runners.runner_of(found)
+    runners.restart(request.app, runner, uid, scope)

@@ -187,8 +187,9 @@ def destroy_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> Re
     """Destroy the app; its instances stop and its repository is deleted right after."""
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.ADMIN)
+        runner = runners.runner_of(found)
         uid = apps.destroy_app(session, found)
-    runners.stop_app(request.app, uid, app)
+    runners.stop_app(request.app, runner, uid, app)
     repositories.delete_repository(request.app, uid)
     return Response(status_code=204)
 
@@ -247,6 +248,7 @@ def change_env(
         description = releases.config_change_description(body.env)
         release = releases.release_config(session, found, env, description, user.name)
         version, uid = (release.version if release else None), found.uid
+        runner = runners.place(request.app, session, found)
     if version is not None:
-        runners.deploy_release(request.app, uid, version)
+        runners.deploy_release(request.app, runner, uid, version)
     return EnvChangedOut(env=env, release_version=version)

@@ -197,6 +197,7 @@ class ReleaseOut(BaseModel):
 
 # Ids in paths: within the database's integer range, so that a huge one is a 422, not a 500.
 RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SlugId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 
 
 # -- /internal, for repo hosts ------------------------------------------------------------
@@ -294,6 +295,11 @@ class RestartIn(BaseModel):
         max_length=50,
         description="Process types (web) or instances (web.1); none: all of them.",
     )
+
+
+class CurrentReleasesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    runner: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
 class CurrentReleasesOut(BaseModel):

@@ -9,8 +9,11 @@ httpx.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from slipway.config import Settings
@@ -97,6 +100,26 @@ class PlatformApi:
             {"status": status, "error": error},
         )
 
-    def current_releases(self) -> list[dict[str, Any]]:
-        """Each app's newest release (``app_uid``, ``version``): what a runner runs."""
-        return list(self._call("/internal/releases/current", {})["releases"])
+    def current_releases(self, runner: str) -> list[dict[str, Any]]:
+        """The newest release (``app_uid``, ``version``) of each app placed on ``runner``."""
+        return list(self._call("/internal/releases/current", {"runner": runner})["releases"])
+
+    def download_slug(self, app_uid: str, slug_id: str, path: Path) -> None:
+        """Fetch a slug from the repo host (for a runner on another host)."""
+        request = urllib.request.Request(  # noqa: S310 - our own API's http(s) URL
+            f"{self.url}/internal/apps/{app_uid}/slugs/{slug_id}",
+            headers={"Authorization": f"Bearer {self.secret}"},
+            method="POST",
+        )
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        try:
+            with (
+                urllib.request.urlopen(request, timeout=self.timeout) as response,  # noqa: S310
+                open(partial, "wb") as file,
+            ):
+                shutil.copyfileobj(response, file, 1 << 20)
+            os.replace(partial, path)
+        except (OSError, urllib.error.HTTPError) as error:
+            partial.unlink(missing_ok=True)
+            raise PlatformError(f"cannot fetch the slug {slug_id}: {error}") from None

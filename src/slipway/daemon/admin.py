@@ -130,6 +130,35 @@ def users(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         print(f"{name:<40} {admin_mark:<5} {tokens or 0:>6}  {created_at:%Y-%m-%d %H:%M}")
 
 
+@admin.command("runners")
+def runners(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List the runners (one per host that runs apps): address, last heartbeat, apps."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from slipway import runner_registry
+    from slipway.config import load_settings
+    from slipway.jobs.connection import sync_redis
+    from slipway.store.models import App
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    database = open_store("runners", data_dir, database_url)
+    with database.session() as session:
+        rows = session.execute(select(App.runner, func.count()).group_by(App.runner)).all()
+        counts = {name or "local": count for name, count in rows}
+    url = settings.redis_url or f"unix://{settings.data_dir / 'redis' / 'redis.sock'}"
+    found = runner_registry.runners(sync_redis(url))
+    if not found:
+        typer.echo("no runner has reported: is `slipwayd up` running?", err=True)
+        return
+    print(f"{'NAME':<20} {'ADDRESS':<20} {'SEEN':>8}  APPS")
+    for name, info in sorted(found.items()):
+        seen = time.time() - info["seen"]
+        state = f"{seen:.0f}s ago" if seen < runner_registry.ALIVE_FOR else "gone"
+        print(f"{name:<20} {info['address']:<20} {state:>8}  {counts.get(name, 0)}")
+
+
 @admin.command("key-owner")
 def key_owner(
     fingerprint: Annotated[

@@ -318,16 +318,16 @@ def runner(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 4,
 ) -> None:
     """Run apps' releases on this host: deploy, scale, restart and stop jobs from the queue
-    runner-local (a worker of slipway.runtime.jobs). When it starts, it adopts the instances
-    a previous runner left running and starts every app's current release not running yet;
-    its apps outlive it (`slipwayd up` stops them with the platform)."""
+    runner-NAME (SLIPWAY_RUNNER_NAME, default local). When it starts, it adopts the
+    instances a previous runner left running and starts the current release of the apps
+    placed on it; its apps outlive it (`slipwayd up` stops them with the platform)."""
     from slipway.runtime.jobs import bring_up_current_releases, runner_queue
 
     settings = load_settings()
     threading.Thread(target=bring_up_current_releases, name="bring-up", daemon=True).start()
     worker(
         requires=["slipway.runtime.jobs"],
-        queues=[runner_queue()],
+        queues=[runner_queue(settings.runner_name)],
         concurrency=concurrency,
         timeout=10.0,
         reliable=True,

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from slipway.filelock import exclusive
 from slipway.router.haproxy import RouterFiles, slot_name
 from slipway.router.runtime import RouterError, RuntimeApi
 
@@ -56,7 +57,7 @@ class Router:
 
     def switch(self, app: str, targets: list[Target], drain_timeout: float = 30.0) -> None:
         """Route the app to ``targets`` and to them only (none: the app answers 503)."""
-        with self._lock:
+        with self._lock, exclusive(self.files.directory / "routes.lock"):  # other runners too
             slot = self._slot(app)
             current = {s.name: s for s in self.runtime.servers(slot)}
             wanted = {t.name: t for t in targets}
@@ -80,7 +81,7 @@ class Router:
 
     def unroute(self, app: str, drain_timeout: float = 30.0) -> None:
         """The app answers 404 again (it is gone); its servers are retired."""
-        with self._lock:
+        with self._lock, exclusive(self.files.directory / "routes.lock"):
             slot = self.routes().get(self.host(app))
             if slot is None:
                 return

@@ -7,6 +7,7 @@ import atexit
 import logging
 import threading
 import time
+from typing import Any
 
 from slipway import jobs
 from slipway.builder.platform import PlatformApi, PlatformError
@@ -51,12 +52,17 @@ def deploy(app_uid: str, version: int) -> None:
     answer = api.release(app_uid, int(version))
     if answer.get("superseded"):
         return  # a newer release is on its way: it will be deployed instead
-    _deploy(runner, api, Release.from_api(answer, runner.settings.data_dir / "slugs"))
+    _deploy(runner, api, answer)
 
 
-def _deploy(runner: Runner, api: PlatformApi, release: Release) -> None:
+def _deploy(runner: Runner, api: PlatformApi, answer: dict[str, Any]) -> None:
+    release = Release.from_api(answer, runner.settings.data_dir / "slugs")
     try:
-        runner.deploy(release)
+        if not release.slug.exists():  # this runner is not on the repo host
+            api.download_slug(release.app_uid, answer["slug_id"], release.slug)
+        if not runner.deploy(release):
+            runner.reroute(release.app_uid)  # it runs (adopted): it may have no route yet
+            return
     except DeployFailed as failure:
         api.release_started(release.app_uid, release.version, failure.status, str(failure))
         raise
@@ -86,14 +92,15 @@ def stop_app(app_uid: str, app: str) -> None:
 
 
 def bring_up_current_releases() -> None:
-    """Deploy every app's current release (the runner has just started: nothing runs),
-    once the API answers; a failed one does not hold the others back."""
+    """Deploy the current release of every app placed here that does not run yet (the
+    runner has just started), once the API answers; a failed one does not hold the others
+    back."""
     runner = this_runner()
     api = PlatformApi.from_settings(runner.settings)
     deadline = time.monotonic() + API_WAIT
     while True:
         try:
-            current = api.current_releases()
+            current = api.current_releases(runner.settings.runner_name)
             break
         except PlatformError as error:
             if time.monotonic() > deadline:
@@ -102,7 +109,9 @@ def bring_up_current_releases() -> None:
             time.sleep(0.5)
     for item in current:
         try:
-            answer = api.release(item["app_uid"], int(item["version"]))
-            _deploy(runner, api, Release.from_api(answer, runner.settings.data_dir / "slugs"))
+            _deploy(runner, api, api.release(item["app_uid"], int(item["version"])))
         except Exception as error:
             log.error("bringing up %s v%s failed: %s", item["app_uid"], item["version"], error)
+    placed_here = {item["app_uid"] for item in current}
+    for app_uid in set(runner.apps) - placed_here:
+        runner.let_go(app_uid)  # moved to another runner while this one was away

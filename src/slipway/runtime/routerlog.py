@@ -10,8 +10,10 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -81,6 +83,37 @@ class RouterLog:
         instance = _instance(server)
         message = f"{method} {uri} {status} {size} bytes {total_ms} ms {instance}"
         return app[0], Line(f"{message} request_id={request_id}", ROUTER, instance, app[1])
+
+
+class RoutedHosts:
+    """host → the app routed there and its release, as runners route them (a Redis hash
+    ``slipway:routes``): the router's lines name hosts; apps may run on any runner."""
+
+    KEY = "slipway:routes"
+    FRESH_FOR = 2.0  # seconds a read of the hash is used for...
+    MISS_AFTER = 0.25  # ...or this long, when it lacks the host asked for (routed since?)
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.redis = connection
+        self._known: dict[str, tuple[str, int]] = {}
+        self._read_at = 0.0
+
+    def set(self, host: str, app_uid: str, version: int) -> None:
+        self.redis.hset(self.KEY, host, f"{app_uid} {version}")
+
+    def forget(self, host: str) -> None:
+        self.redis.hdel(self.KEY, host)
+
+    def app(self, host: str) -> tuple[str, int] | None:
+        age = time.monotonic() - self._read_at
+        if age > self.FRESH_FOR or (host not in self._known and age > self.MISS_AFTER):
+            found: Any = self.redis.hgetall(self.KEY)
+            self._known = {}
+            for key, value in found.items():
+                uid, _, version = value.decode().partition(" ")
+                self._known[key.decode()] = (uid, int(version))
+            self._read_at = time.monotonic()
+        return self._known.get(host)
 
 
 def _instance(server: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import redis
 
-from slipway import processes
+from slipway import processes, runner_registry
 from slipway.announcements import announce
 from slipway.applog import AppLog
 from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
@@ -26,14 +26,13 @@ from slipway.config import Settings
 from slipway.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 from slipway.embedded.supervisor import free_port
 from slipway.router.haproxy import RouterFiles
-from slipway.router.runtime import RouterError
 from slipway.router.table import Router, Target
 from slipway.runtime import releases
 from slipway.runtime import state as saved
 from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
 from slipway.runtime.logship import LogShipper
-from slipway.runtime.routerlog import RouterLog
+from slipway.runtime.routerlog import RoutedHosts, RouterLog
 
 log = logging.getLogger("slipway.runtime")
 
@@ -100,9 +99,8 @@ class Runner:
         self.redis = connection
         self.boot_timeout = settings.boot_timeout
         self.stop_timeout = settings.stop_timeout
-        self.router = Router(
-            RouterFiles(settings.data_dir / "router"), settings.router_slots, settings.apps_domain
-        )
+        router_files = RouterFiles(settings.router_dir or settings.data_dir / "router")
+        self.router = Router(router_files, settings.router_slots, settings.apps_domain)
         root = apps_root(settings.data_dir, settings.apps_dir)
         self.releases_dir = traversable_dir(root / "releases")
         self.logs_dir = settings.data_dir / "logs"
@@ -126,13 +124,30 @@ class Runner:
         # One runner per data dir: a new one (an upgrade) waits for the old one to exit.
         self._lock = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
-        self._hosts: dict[str, str] = {}  # host → app uid, for the router's lines
-        self.router_log = RouterLog(
-            RouterFiles(settings.data_dir / "router").log_socket, self.logs.applog, self._host_app
+        # The runner of the router's host takes its request lines, for every runner's apps.
+        self.routed = RoutedHosts(connection)
+        self.router_log = (
+            RouterLog(router_files.log_socket, self.logs.applog, RoutedHosts(connection).app)
+            if settings.router_dir is None
+            else None
         )
         self._adopt(saved.load(self.state_path))
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Tell the API this runner is alive (it places apps on live runners only)."""
+        while True:
+            try:
+                runner_registry.heartbeat(
+                    self.redis, self.settings.runner_name, self.settings.runner_address
+                )
+            except redis.RedisError as error:
+                log.warning("heartbeat failed: %s", error)
+            if self._stopping.wait(runner_registry.EVERY):
+                return
 
     def _adopt(self, found: saved.RunnerState) -> None:
         """Take over the instances the previous runner left running (it was upgraded or
@@ -178,17 +193,9 @@ class Runner:
             names = ", ".join(i.name for i in app.instances)
             log.info("%s v%s adopted: %s", app.release.app, app.release.version, names)
             self.logs.event(app.release.app_uid, f"Runner restarted: {names} adopted")
-            try:
-                self._route(app)
-            except RouterError as error:
-                log.error("cannot route %s: %s", app.release.app, error)
         if strays:
             saved.stop_all_of(strays, self.stop_timeout)
         self._save()
-
-    def _host_app(self, host: str) -> tuple[str, int] | None:
-        app = self.apps.get(self._hosts.get(host, ""))
-        return (app.release.app_uid, app.release.version) if app is not None else None
 
     @staticmethod
     def _key(instance: Instance) -> str:
@@ -306,6 +313,9 @@ class Runner:
             self._stop(release.app_uid, started)
             raise
         log.info("%s v%s serves at %s", release.app, release.version, self.url(release.app))
+        if previous is None:  # it may have run on another runner before
+            with contextlib.suppress(redis.RedisError):
+                processes.forget_other_hosts(self.redis, release.app_uid, self.settings.runner_name)
         if previous is not None:
             self._stop(release.app_uid, previous.instances)
             releases.prune(self.releases_dir, release.app_uid, {release.version})
@@ -469,13 +479,18 @@ class Runner:
             log.warning("cannot report %s of %s: %s", instance.name, instance.app_uid, error)
 
     def _route(self, state: AppState) -> None:
+        address = self.settings.runner_address
         targets = [
-            Target(i.server, "127.0.0.1", i.port)
+            Target(i.server, address, i.port)
             for i in state.instances
             if i.kind == "web" and i.state == "up"
         ]
         self.router.switch(state.release.app, targets)
-        self._hosts[self.router.host(state.release.app)] = state.release.app_uid
+        release = state.release
+        with contextlib.suppress(redis.RedisError):
+            RoutedHosts(self.redis).set(
+                self.router.host(release.app), release.app_uid, release.version
+            )
 
     def _stop(self, app_uid: str, instances: list[Instance], timeout: float | None = None) -> None:
         wait = self.stop_timeout if timeout is None else timeout
@@ -583,7 +598,8 @@ class Runner:
         with self._app_lock(app_uid):
             state = self.apps.pop(app_uid, None)
             self.router.unroute(app)
-            self._hosts.pop(self.router.host(app), None)
+            with contextlib.suppress(redis.RedisError):
+                self.routed.forget(self.router.host(app))
             if state is not None:
                 with state.lock:
                     self._stop(app_uid, state.instances)
@@ -592,14 +608,34 @@ class Runner:
             with contextlib.suppress(redis.RedisError):
                 processes.forget(self.redis, app_uid)
 
+    def reroute(self, app_uid: str) -> None:
+        """Route the app to its instances (adopted ones, once the API says it is placed
+        here: a router that restarted meanwhile knows none)."""
+        with self._app_lock(app_uid):
+            state = self.apps.get(app_uid)
+            if state is not None:
+                with state.lock:
+                    self._route(state)
+
+    def let_go(self, app_uid: str) -> None:
+        """Stop an app that now runs elsewhere (its new runner has routed it there)."""
+        with self._app_lock(app_uid):
+            state = self.apps.pop(app_uid, None)
+            if state is not None:
+                with state.lock:
+                    self._stop(app_uid, state.instances)
+
     def shutdown(self) -> None:
         """The runner goes, its apps stay: their logs shipped so far and what runs are
         saved for the next runner, which adopts them (``slipwayd up`` stops them when the
         platform stops)."""
         self._stopping.set()
         self._supervisor.join(5)
-        self.router_log.stop()
+        if self.router_log is not None:
+            self.router_log.stop()
         self.logs.stop()
+        with contextlib.suppress(redis.RedisError):
+            runner_registry.leave(self.redis, self.settings.runner_name)
         self._save()
         os.close(self._lock)
 

@@ -119,6 +119,8 @@ class App(Timestamped, Base):
     deploy_branch: Mapped[str | None] = mapped_column(String(255))
     # Instances per process type, as scaled (JSON); types never scaled take their default.
     formation: Mapped[str | None] = mapped_column(Text)
+    # The runner its instances run on (placed by the API at its first deploy).
+    runner: Mapped[str | None] = mapped_column(String(40))
 
     collaborators: Mapped[list[Collaborator]] = relationship(
         back_populates="app", cascade="all, delete-orphan"

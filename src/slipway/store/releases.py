@@ -50,7 +50,7 @@ def current_releases(session: Session) -> list[tuple[App, Release]]:
         .join(newest, (newest.c.app_id == Release.app_id) & (newest.c.version == Release.version))
         .order_by(App.id)
     )
-    return [(app, release) for app, release in rows.tuples()]
+    return [(app, release) for app, release in rows]
 
 
 def release_of(session: Session, app: App, version: int) -> Release:
@@ -159,3 +159,10 @@ def kept_slugs(session: Session, app: App, keep: int) -> list[str]:
         .limit(keep)
     )
     return sorted(set(rows))
+
+
+def has_slug(session: Session, app: App, slug_id: str) -> bool:
+    found = session.scalar(
+        select(Release.id).where(Release.app_id == app.id, Release.slug_id == slug_id).limit(1)
+    )
+    return found is not None

@@ -1,4 +1,4 @@
-"""an app's formation: how many instances of each process type run
+"""an app's formation (how many instances of each process type run) and its runner
 
 Revision ID: 0005
 Revises: 0004
@@ -19,8 +19,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("apps", schema=None) as batch_op:
         batch_op.add_column(sa.Column("formation", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("runner", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("apps", schema=None) as batch_op:
+        batch_op.drop_column("runner")
         batch_op.drop_column("formation")
