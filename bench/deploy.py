@@ -1,8 +1,9 @@
 """Zero-downtime deploys, measured: an HTTP load (50 keep-alive connections) on an app while
 it is deployed 5 times (git push), its config changed twice (each a new release) and it is
-restarted twice (slipway restart's API), through a real `slipwayd up`. Prints the requests, the failed ones and the connection errors (goal:
-0 and 0), and checks that a request sent once the new version has answered (0.2 s on: the router
-takes the old one out of rotation right after adding the new) never gets an older one.
+restarted twice (slipway restart's API), through a real `slipwayd up`. Prints the requests,
+the failed ones and the connection errors (goal: 0 and 0), and checks that a request sent
+once the new version has answered (0.2 s on: the router takes the old one out of rotation
+right after adding the new) never gets an older one.
 
     .venv/bin/python bench/deploy.py [--connections 50]
 """
