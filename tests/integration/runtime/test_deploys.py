@@ -307,11 +307,11 @@ def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> 
     assert refused["message"] == "web=21: between 0 and 20 instances"
     assert platform.get("/v1/apps/scaly/formation") == {"formation": {"web": 1, "worker": 1}}
 
-    def listed() -> list[tuple[str, str, str]]:
+    def instances() -> list[tuple[str, str, str]]:
         return [(p["name"], p["type"], p["state"]) for p in platform.get("/v1/apps/scaly/ps")]
 
     expected = [("web.1", "web", "up"), ("worker.1", "worker", "up")]
-    wait_until(lambda: listed() == expected, 30, f"{expected} (last: {listed()})")
+    wait_until(lambda: instances() == expected, 30, f"ps to show {expected}")
 
 
 def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:
