@@ -24,6 +24,8 @@ SLIPWAY_COMMANDS = [
     "scale",
     "restart",
     "rollback",
+    "ps",
+    "open",
     "completion",
 ]
 SLIPWAYD_COMMANDS = [
@@ -85,9 +87,8 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
 @pytest.mark.parametrize(
     ("program", "args", "message"),
     [
-        ("slipway", ["logs", "-n", "10", "-f"], "slipway logs: not implemented yet\n"),
         ("slipway", ["db-tunnel", "-p", "10000"], "slipway db-tunnel: not implemented yet\n"),
-        ("slipway", ["rollback", "v1"], "slipway rollback: not implemented yet\n"),
+        ("slipway", ["stats", "--stream"], "slipway stats: not implemented yet\n"),
     ],
 )
 def test_an_unbuilt_command_says_so_and_fails(program: str, args: list[str], message: str) -> None:

@@ -1,5 +1,5 @@
-"""``/v1/apps/{app}``: deployments (with their build logs, live or kept), releases, and the
-app's deploy branch."""
+"""``/v1/apps/{app}``: deployments (with their build logs, live or kept), releases and
+rollbacks, and the app's deploy branch."""
 
 from __future__ import annotations
 
@@ -10,14 +10,25 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from slipway.api import runners
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.errors import ApiError
 from slipway.api.public import PageNumber, PerPage, app_out
-from slipway.api.schemas import AppChange, AppOut, DeploymentOut, Page, RecordId, ReleaseOut
+from slipway.api.schemas import (
+    AppChange,
+    AppOut,
+    DeploymentOut,
+    Page,
+    RecordId,
+    ReleaseOut,
+    RollbackIn,
+)
 from slipway.builder.buildlog import BuildLog
+from slipway.builder.layout import slugs_dir
 from slipway.deployment_states import RUNNING
 from slipway.store import apps, deployments, releases
 from slipway.store.apps import Action
+from slipway.store.errors import Conflict
 from slipway.store.models import Deployment, Release
 
 router = APIRouter(prefix="/v1/apps/{app}", tags=["deployments"])
@@ -145,3 +156,32 @@ def list_releases(
         return Page(
             items=[release_out(r) for r in items], page=page, per_page=per_page, total=total
         )
+
+
+@router.post("/rollback", status_code=201)
+def rollback(
+    request: Request, db: Db, caller: CurrentCaller, app: str, body: RollbackIn
+) -> ReleaseOut:
+    """Deploy an earlier release again: a new release with its slug and config vars (the
+    app's config vars become them), started with no downtime; no build."""
+    settings = request.app.state.settings
+    with db.session() as session:
+        user = caller.user(session)
+        found = apps.app_for(session, user, app, Action.WRITE)
+        target = releases.release_of(session, found, body.version)
+        if not (slugs_dir(settings, found.uid) / f"{target.slug_id}.tar.gz").exists():
+            raise Conflict(
+                f"the slug of v{body.version} is gone: the newest "
+                f"{settings.keep_releases} releases keep theirs (SLIPWAY_KEEP_RELEASES)"
+            )
+        config: dict[str, str] = json.loads(target.config)
+        unset: dict[str, str | None] = {
+            name: None for name in apps.env_of(session, found) if name not in config
+        }
+        apps.change_env(session, found, {**unset, **config})
+        made = releases.release_rollback(session, found, body.version, user.name)
+        answer = release_out(made)
+        uid, runner = found.uid, runners.place(request.app, session, found)
+        description = f"{made.description} by {user.name}"
+    runners.deploy_release(request.app, runner, uid, answer.version, description)
+    return answer

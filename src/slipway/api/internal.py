@@ -171,8 +171,10 @@ def finish_deployment(
             keep_slugs=releases.kept_slugs(session, app, keep),
         )
         uid, runner = app.uid, runners.place(request.app, session, app)
+        by = f" by {deployment.pusher}" if deployment.pusher else ""
+        description = f"Deploy {deployment.commit[:7]}{by}"
     if answer.release_version is not None:
-        runners.deploy_release(request.app, runner, uid, answer.release_version)
+        runners.deploy_release(request.app, runner, uid, answer.release_version, description)
     return answer
 
 

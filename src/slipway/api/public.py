@@ -29,6 +29,7 @@ from slipway.api.schemas import (
     TokenOut,
     UserOut,
 )
+from slipway.config import Settings
 from slipway.store import accounts, apps, releases
 from slipway.store.apps import Action
 from slipway.store.models import ApiToken, App, User
@@ -46,6 +47,11 @@ def git_remote(request: Request, app: str) -> str:
     return f"ssh://git@{settings.effective_public_host}:{settings.ssh_port}/{app}.git"
 
 
+def web_url(settings: Settings, app: str) -> str:
+    port = "" if settings.router_port == 80 else f":{settings.router_port}"
+    return f"http://{app}.{settings.apps_domain}{port}/"
+
+
 def app_out(request: Request, session: Session, app: App, user: User) -> AppOut:
     return AppOut(
         name=app.name,
@@ -53,6 +59,7 @@ def app_out(request: Request, session: Session, app: App, user: User) -> AppOut:
         role=apps.role_of(session, app, user) or "",
         created_at=app.created_at,
         git_remote=git_remote(request, app.name),
+        url=web_url(request.app.state.settings, app.name),
         deploy_branch=app.deploy_branch,
     )
 
@@ -249,6 +256,7 @@ def change_env(
         release = releases.release_config(session, found, env, description, user.name)
         version, uid = (release.version if release else None), found.uid
         runner = runners.place(request.app, session, found)
+        description += f" by {user.name}"
     if version is not None:
-        runners.deploy_release(request.app, runner, uid, version)
+        runners.deploy_release(request.app, runner, uid, version, description)
     return EnvChangedOut(env=env, release_version=version)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slipway import runner_registry
+from slipway.applog import AppLog
 from slipway.jobs import Client
 from slipway.store.models import App
 
@@ -44,8 +45,18 @@ def place(app: FastAPI, session: Session, found: App) -> str:
     return found.runner
 
 
-def deploy_release(app: FastAPI, runner: str, app_uid: str, version: int) -> None:
-    """Ask the runner to run the release (it replaces the running one with no downtime)."""
+def deploy_release(app: FastAPI, runner: str, app_uid: str, version: int, description: str) -> None:
+    """Ask the runner to run the new release (it replaces the running one with no
+    downtime); the app's log says it was made."""
+    jobs: Client | None = app.state.jobs
+    if jobs is not None:
+        settings = app.state.settings
+        try:
+            AppLog(jobs.redis, settings.log_max_lines, settings.log_max_days).event(
+                app_uid, f"Release v{version} created: {description}", version=version
+            )
+        except redis.RedisError as error:
+            log.warning("cannot log the release of %s: %s", app_uid, error)
     _ask(app, runner, DEPLOY, [app_uid, version], retry=False)
 
 

@@ -79,6 +79,7 @@ class AppOut(BaseModel):
     owner: str
     role: str = Field(description="Your role: owner or collaborator.")
     git_remote: str
+    url: str = Field(description="Where the app answers, through the router.")
     created_at: datetime
     deploy_branch: str | None = Field(
         None, description="Pushes of this branch deploy (set by the first push of main/master)."
@@ -275,6 +276,11 @@ class ProcessOut(BaseModel):
     since: datetime = Field(description="When it last started.")
     restarts: int = Field(description="Restarts after quick crashes (reset by a deploy).")
     last_exit: str | None = Field(description="How it last ended, when it crashed.")
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, le=2**31 - 1, description="The release to deploy again.")
 
 
 class FormationOut(BaseModel):

@@ -9,6 +9,7 @@ import typer
 
 from slipway.cli.appname import detect_app
 from slipway.cli.apps import app_path
+from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, JsonOption, RemoteOption
 from slipway.cli.output import show
@@ -78,3 +79,20 @@ def releases(
         for r in found
     ]
     show(rows, False, RELEASE_COLUMNS, "no releases yet: git push the app to build one")
+
+
+def rollback(
+    version: Annotated[str, typer.Argument(metavar="vN", help="The release, e.g. v3.")],
+    app: AppOption = None,
+    remote: RemoteOption = None,
+) -> None:
+    """Deploy an earlier release again (its slug and config vars, no build) as a new
+    release, with no downtime."""
+    number = version.removeprefix("v")
+    if not number.isdigit() or int(number) < 1:
+        raise CliError(f"{version!r}: name a release as v3 (slipway releases lists them)")
+    api = Api.logged_in()
+    made = api.call(
+        "POST", f"{app_path(detect_app(app, remote))}/rollback", json={"version": int(number)}
+    )
+    print(f"Rolling back to {version} as v{made['version']}: it takes traffic once it listens")

@@ -53,9 +53,10 @@ class Api:
             body = None
         if response.is_success:
             return body
-        self._raise(response, path)
+        self.raise_for(response, path)
 
-    def _raise(self, response: httpx.Response, path: str) -> None:
+    def raise_for(self, response: httpx.Response, path: str) -> None:
+        """The API's error as an ApiError, with its message."""
         try:
             body = response.json()
         except ValueError:
@@ -86,7 +87,7 @@ class Api:
             ) as response:
                 if not response.is_success:
                     response.read()
-                    self._raise(response, path)
+                    self.raise_for(response, path)
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise CliError(f"cannot reach the Slipway API at {self.api_url}: {error}") from None

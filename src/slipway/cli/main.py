@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slipway import __version__
-from slipway.cli import account, deployments
+from slipway.cli import account, deployments, logs, processes
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
 from slipway.cli.errors import CliError
@@ -63,6 +63,12 @@ app.add_typer(env, name="env")
 app.command()(deployments.deployments)
 app.command("deployment-logs")(deployments.deployment_logs)
 app.command()(deployments.releases)
+app.command()(deployments.rollback)
+app.command()(logs.logs)
+app.command()(processes.ps)
+app.command()(processes.scale)
+app.command()(processes.restart)
+app.command("open")(processes.open_app)
 
 
 @app.command()
@@ -72,13 +78,9 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")])
 
 
 NOT_BUILT = {
-    "logs": "Show an app's logs (-n N, -f to follow, -F to filter).",
     "run": "Run a one-off command in an app's environment: slipway run -- CMD.",
     "db-tunnel": "Open a local port forwarded to an app's database through the SSH gateway.",
     "stats": "Show CPU and memory per process (--stream to refresh).",
-    "scale": "Change how many processes of each type run.",
-    "restart": "Restart an app's processes.",
-    "rollback": "Deploy an earlier release again.",
 }
 for command, help_text in NOT_BUILT.items():
     add_unbuilt(app, command, help_text)

@@ -137,6 +137,28 @@ def release_config(
     )
 
 
+def release_rollback(session: Session, app: App, version: int, user: str) -> Release:
+    """A new release with release ``version``'s slug and config (no build)."""
+    target = release_of(session, app, version)
+    current = current_release(session, app)
+    if current is not None and current.version == version:
+        raise Conflict(f"v{version} is the current release of {app.name} already")
+    return _add(
+        session,
+        app,
+        description=f"Rollback to v{version}",
+        slug_id=target.slug_id,
+        slug_host=target.slug_host,
+        slug_size=target.slug_size,
+        commit=target.commit,
+        buildpack=target.buildpack,
+        process_types=target.process_types,
+        release_command=target.release_command,
+        config=target.config,
+        created_by=user,
+    )
+
+
 def config_change_description(changes: dict[str, str | None]) -> str:
     """Heroku's wording: "Set A, B config vars", "Unset C config var"."""
     parts = []

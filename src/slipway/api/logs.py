@@ -1,0 +1,103 @@
+"""``GET /v1/apps/{app}/logs``: the app's log (its instances' output, the router's lines,
+the platform's events) as NDJSON, one JSON object per line; with ``follow`` the response
+goes on as lines come, with an empty line every 15 s of silence (a keep-alive), until the
+client goes away. Each line has its ``id``: a follower that lost its connection asks
+again with ``after=ID`` and misses nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+import redis
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from slipway import logreader
+from slipway.api.auth import CurrentCaller, Db
+from slipway.api.errors import ApiError
+from slipway.jobs import Client
+from slipway.store import apps
+from slipway.store.apps import Action
+
+router = APIRouter(prefix="/v1/apps/{app}", tags=["logs"])
+
+KEEPALIVE = 15.0  # seconds of silence before an empty line
+SOURCES = ("app", "router", "slipway")
+
+
+@router.get("/logs", response_class=StreamingResponse)
+def app_logs(
+    request: Request,
+    db: Db,
+    caller: CurrentCaller,
+    app: str,
+    lines: Annotated[int, Query(ge=0, le=100_000, description="The last lines.")] = 100,
+    follow: Annotated[bool, Query(description="Go on with new lines as they come.")] = False,
+    filter: Annotated[
+        str | None,
+        Query(max_length=200, description="Process types or instances: web, web.1, worker|clock"),
+    ] = None,
+    source: Annotated[list[str] | None, Query(description="app, router or slipway.")] = None,
+    since: Annotated[datetime | None, Query(description="Lines from this time on.")] = None,
+    after: Annotated[
+        str | None, Query(pattern=r"^[0-9]+-[0-9]+$", description="Lines after this id.")
+    ] = None,
+) -> StreamingResponse:
+    """The app's log as NDJSON: ``id``, ``time``, ``source``, ``instance``, ``release``,
+    ``stream``, ``message``."""
+    with db.session() as session:
+        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
+    unknown = sorted(set(source or []) - set(SOURCES))
+    if unknown:
+        raise ApiError(422, "invalid", f"no log source {', '.join(unknown)} ({', '.join(SOURCES)})")
+    try:
+        match = logreader.Match.parse(filter, source)
+    except ValueError as error:
+        raise ApiError(422, "invalid", str(error)) from None
+    jobs: Client | None = request.app.state.jobs
+    if jobs is None:
+        raise ApiError(503, "unavailable", "no Redis is configured: there are no app logs")
+    try:
+        found, position = logreader.backlog(
+            jobs.redis,
+            uid,
+            match,
+            lines,
+            since=since.timestamp() if since is not None else None,
+            after=after,
+        )
+    except redis.RedisError as error:
+        raise ApiError(503, "unavailable", f"the logs cannot be read: {error}") from None
+    return StreamingResponse(
+        _stream(jobs, uid, match, found, position, follow), media_type="application/x-ndjson"
+    )
+
+
+def _stream(
+    jobs: Client,
+    uid: str,
+    match: logreader.Match,
+    found: list[logreader.Entry],
+    position: str,
+    follow: bool,
+) -> Iterator[str]:
+    for entry in found:
+        yield json.dumps(entry.as_json()) + "\n"
+    if not follow:
+        return
+    silent = 0.0
+    try:
+        for new in logreader.follow(jobs.redis, uid, match, position):
+            if new is not None:
+                silent = 0.0
+                yield json.dumps(new.as_json()) + "\n"
+                continue
+            silent += logreader.MAX_BLOCK
+            if silent >= KEEPALIVE:
+                silent = 0.0
+                yield "\n"
+    except redis.RedisError:
+        return  # the client reconnects with after=ID

@@ -1,0 +1,227 @@
+"""The CLI operates a running app, as its owner would: logs (-n, -f, -F, --since, --source,
+--json), ps, scale, restart, rollback and open, through a real `slipwayd up`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from slipway import logreader
+from slipway.applog import AppLog, Line
+from slipway.jobs.connection import sync_redis
+from tests.builds_support import SLIPWAY, Platform
+from tests.integration.runtime.test_deploys import answers, load, pids
+from tests.services import wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+TALKER = """\
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class Talk(BaseHTTPRequestHandler):
+    def do_GET(self):
+        query = parse_qs(urlparse(self.path).query)
+        for i in range(int(query.get("n", ["0"])[0])):
+            print(f"{query['word'][0]} {i}", flush=True)
+        body = f"VERSION pid={os.getpid()}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Talk).serve_forever()
+"""
+WORKER = """\
+import time
+for i in range(10**6):
+    print(f"tick {i}", flush=True)
+    time.sleep(0.3)
+"""
+
+
+def talker(version: str) -> dict[str, str]:
+    return {
+        "Procfile": "web: python3 server.py\nworker: python3 worker.py\n",
+        "server.py": TALKER.replace("VERSION", version),
+        "worker.py": WORKER,
+    }
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    platform = Platform(tmp_path_factory.mktemp("operating"))
+    platform.start()
+    app = platform.new_app("talker", None, talker("v1"))
+    assert platform.push(app).returncode == 0
+    answers(platform, "talker", "v1 pid=")
+    platform.app = app  # type: ignore[attr-defined]
+    yield platform
+    platform.stop()
+
+
+def slipway(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SLIPWAY, *args, "-a", "talker"],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def messages(output: str) -> list[str]:
+    return [line.split(": ", 1)[1] for line in output.splitlines()]
+
+
+def test_logs_shows_the_last_lines_in_herokus_format(platform: Platform) -> None:
+    platform.visit("talker", "/?word=alpha&n=5")
+    platform.wait_for_log("talker", "alpha 4")
+    shown = slipway(platform, "logs", "-n", "3", "-F", "web", "--source", "app")
+    assert shown.returncode == 0, shown.stderr
+    assert messages(shown.stdout) == ["alpha 2", "alpha 3", "alpha 4"]
+    for line in shown.stdout.splitlines():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 app\[web\.1\]: .*", line)
+    assert "\033[" not in shown.stdout  # no colours when piped
+    as_json = [
+        json.loads(line)
+        for line in slipway(platform, "logs", "-n", "2", "--json").stdout.splitlines()
+    ]
+    assert len(as_json) == 2
+    assert set(as_json[0]) == {"id", "time", "source", "instance", "release", "stream", "message"}
+
+
+def test_logs_filter_by_type_instance_and_source(platform: Platform) -> None:
+    assert slipway(platform, "scale", "worker=1").returncode == 0
+    platform.wait_for_log("talker", "tick 6")
+    platform.visit("talker", "/?word=beta&n=2")
+    platform.wait_for_log("talker", "beta 1")
+    for filter_ in ("worker", "worker.1", "worker-1"):
+        shown = slipway(platform, "logs", "-n", "5", "-F", filter_, "--source", "app").stdout
+        assert shown.count("\n") == 5
+        assert all(" app[worker.1]: tick " in line for line in shown.splitlines()), shown
+    both = slipway(platform, "logs", "-n", "200", "-F", "web|worker", "--source", "app").stdout
+    assert "app[web.1]: beta 1" in both and "app[worker.1]: tick" in both
+    router = slipway(platform, "logs", "-n", "5", "--source", "router").stdout
+    assert "slipway[router]: GET /?word=beta&n=2 200 " in router
+    events = slipway(platform, "logs", "-n", "500", "--source", "slipway").stdout
+    assert "slipway[runner]: Scaled to web=1 worker=1" in events
+    assert "slipway[worker.1]: worker.1 up" in events
+    refused = slipway(platform, "logs", "-F", "web.x")
+    assert refused.returncode == 1
+    assert "not a process type or instance: 'web.x'" in refused.stderr
+    refused = slipway(platform, "logs", "--source", "nginx")
+    assert refused.returncode == 1
+    assert "no log source nginx (app, router, slipway)" in refused.stderr
+
+
+def test_logs_since_a_time_or_a_duration(platform: Platform) -> None:
+    platform.visit("talker", "/?word=old&n=1")
+    platform.wait_for_log("talker", "old 0")
+    time.sleep(1.1)
+    boundary = datetime.now(UTC).isoformat()
+    time.sleep(0.1)
+    platform.visit("talker", "/?word=fresh&n=1")
+    platform.wait_for_log("talker", "fresh 0")
+    since = slipway(platform, "logs", "--since", boundary, "-F", "web", "--source", "app")
+    assert messages(since.stdout) == ["fresh 0"]
+    recent = slipway(platform, "logs", "--since", "10m", "-n", "1000", "-F", "web").stdout
+    assert "old 0" in recent and "fresh 0" in recent
+    refused = slipway(platform, "logs", "--since", "yesterday")
+    assert refused.returncode == 1
+    assert "--since 'yesterday': use a duration (30s, 10m, 2h, 1d) or an RFC 3339" in refused.stderr
+
+
+def test_logs_follow_shows_new_lines_within_a_second(platform: Platform) -> None:
+    follower = subprocess.Popen(
+        [SLIPWAY, "logs", "-f", "-n", "1", "-F", "web", "--source", "app", "-a", "talker"],
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        follower.stdout.readline()  # the backlog: it follows now
+        time.sleep(0.5)
+        printed = time.monotonic()
+        platform.visit("talker", "/?word=live&n=3")
+        seen = [follower.stdout.readline() for _ in range(3)]
+        assert time.monotonic() - printed < 1.0
+        assert [line.split(": ", 1)[1].strip() for line in seen] == ["live 0", "live 1", "live 2"]
+    finally:
+        follower.terminate()
+        follower.wait(10)
+
+
+def test_backlog_then_follow_miss_nothing_written_between_them(platform: Platform) -> None:
+    connection = sync_redis(f"unix://{platform.data / 'redis' / 'redis.sock'}")
+    uid = platform.uid("talker")
+    match = logreader.Match.parse("burst")
+    _, position = logreader.backlog(connection, uid, match, 100)
+    # A burst lands exactly between the backlog's read and the follow's first read.
+    AppLog(connection, 100_000, 7).write(
+        uid, [Line(f"between {i}", instance="burst.1") for i in range(500)]
+    )
+    seen: list[str] = []
+    for entry in logreader.follow(connection, uid, match, position):
+        assert entry is not None
+        seen.append(entry.message)
+        if len(seen) == 500:
+            break
+    assert seen == [f"between {i}" for i in range(500)]  # no gap, no duplicate
+    connection.close()
+
+
+def test_ps_scale_and_restart(platform: Platform) -> None:
+    scaled = slipway(platform, "scale", "web=2", "worker:1")
+    assert scaled.returncode == 0, scaled.stderr
+    assert scaled.stdout == "Scaling to web=2 worker=1\n"
+    wait_until(lambda: len(pids(platform, "talker")) == 2, 30, "two web instances")
+    listed = slipway(platform, "ps").stdout
+    for name in ("web.1", "web.2", "worker.1"):
+        assert re.search(rf"{re.escape(name)}\s+up\s+v1\s+", listed), listed
+    before = pids(platform, "talker")
+    with load(platform, "talker") as counts:
+        restarted = slipway(platform, "restart", "web")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_until(lambda: not pids(platform, "talker") & before, 30, "new web instances")
+    assert counts["failed"] == 0, counts
+    assert slipway(platform, "scale", "web=1").returncode == 0
+    wait_until(lambda: len(pids(platform, "talker", 6)) == 1, 30, "one web instance")
+    refused = slipway(platform, "scale", "clock=1")
+    assert refused.returncode == 1
+    assert "no process type clock (the release has web, worker)" in refused.stderr
+    refused = slipway(platform, "scale", "web=two")
+    assert refused.returncode == 1
+    assert "'web=two': use TYPE=COUNT" in refused.stderr
+
+
+def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platform) -> None:
+    app = platform.app  # type: ignore[attr-defined]
+    platform.commit(app, {"server.py": TALKER.replace("VERSION", "v2")})
+    assert platform.push(app).returncode == 0
+    answers(platform, "talker", "v2 pid=")
+    version = platform.releases("talker")[0]["version"]
+    rolled = slipway(platform, "rollback", "v1")
+    assert rolled.returncode == 0, rolled.stderr
+    assert rolled.stdout.startswith(f"Rolling back to v1 as v{version + 1}")
+    answers(platform, "talker", "v1 pid=")
+    assert platform.releases("talker")[0]["description"] == "Rollback to v1"
+    refused = slipway(platform, "rollback", "v1000")
+    assert refused.returncode == 1 and "has no release v1000" in refused.stderr
+    refused = slipway(platform, "rollback", "latest")
+    assert refused.returncode == 1 and "name a release as v3" in refused.stderr
+    opened = slipway(platform, "open")
+    assert opened.stdout == f"http://talker.localhost:{platform.router_port}/\n"
