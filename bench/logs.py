@@ -94,9 +94,7 @@ def run(count: int, cap: int | None) -> None:
             time.sleep(2)  # anything beyond what is expected
             follower.terminate()
             stored = [e for e in platform.app_log("talker") if e["s"] == "app"]
-            notices = [
-                e for e in platform.app_log("talker") if "lines are dropped" in e["m"]
-            ]
+            notices = [e for e in platform.app_log("talker") if "lines are dropped" in e["m"]]
         finally:
             platform.stop()
     times = [int(e["t"]) for e in stored]
