@@ -1,9 +1,10 @@
 """App logs, measured through a real `slipwayd up`: a sample app prints 50,000 lines as fast
 as it can while `slipway logs -f` follows.
 
-Prints the lines stored per second, the lines lost (0 below the per-instance cap), the
-delay from print to `slipway logs -f` output (p50, p99), then the same burst with the
-default cap (16,384 lines a minute): what is kept, and the overflow notices (exactly one).
+Prints the delay from print to `slipway logs -f` output (p50, p99) of lines printed 100 a
+second; then for the burst, the lines stored per second, the lines lost (0 below the
+per-instance cap) and the delays; then the same burst with the default cap (16,384 lines a
+minute): what is kept, and the overflow notices (exactly one).
 
     .venv/bin/python bench/logs.py [--lines 50000]
 """
@@ -37,11 +38,19 @@ def burst(count):
     sys.stdout.flush()
 
 
+def trickle(count):
+    for i in range(count):
+        print(f"line {i} at {time.time():.6f}", flush=True)
+        time.sleep(0.01)
+
+
 class Talk(BaseHTTPRequestHandler):
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
         if "burst" in query:
             threading.Thread(target=burst, args=(int(query["burst"][0]),)).start()
+        if "trickle" in query:
+            threading.Thread(target=trickle, args=(int(query["trickle"][0]),)).start()
         self.send_response(200)
         self.send_header("Content-Length", "3")
         self.end_headers()
@@ -55,7 +64,7 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Talk).serve_forever(
 """
 
 
-def run(count: int, cap: int | None) -> None:
+def run(count: int, cap: int | None, mode: str = "burst") -> None:
     settings = {"SLIPWAY_LOG_LINES_PER_MINUTE": str(cap)} if cap else {}
     with tempfile.TemporaryDirectory(prefix="slipway-bench-logs-") as root:
         platform = Platform(Path(root), settings=settings)
@@ -86,7 +95,7 @@ def run(count: int, cap: int | None) -> None:
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
             time.sleep(1)  # the follower is following
-            platform.visit("talker", f"/?burst={count}")
+            platform.visit("talker", f"/?{mode}={count}")
             expected = min(count, cap or 16_384)
             deadline = time.monotonic() + 120
             while len(delays) < expected and time.monotonic() < deadline:
@@ -100,7 +109,8 @@ def run(count: int, cap: int | None) -> None:
     times = [int(e["t"]) for e in stored]
     spread = (max(times) - min(times)) / 1000 if len(times) > 1 else 0.0
     title = f"cap {cap} lines/min" if cap else "default cap (16,384 lines/min)"
-    print(f"{count} lines printed, {title}")
+    how = "as fast as it can" if mode == "burst" else "100 a second"
+    print(f"{count} lines printed {how}, {title}")
     print(f"  lines stored                 {len(stored)}")
     print(f"  lines lost                   {expected - len(stored)}   (goal: 0)")
     print(f"  overflow notices             {len(notices)}   (goal: {1 if count > expected else 0})")
@@ -118,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=50_000)
     options = parser.parse_args()
+    run(500, cap=None, mode="trickle")  # the delay a line sees on its own
     run(options.lines, cap=options.lines * 2)  # under the cap: nothing may be lost
     run(options.lines, cap=None)  # over it: the cap holds, with one notice
 

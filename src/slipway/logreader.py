@@ -112,20 +112,18 @@ def backlog(
 
 def follow(
     connection: redis.Redis, app_uid: str, match: Match, position: str
-) -> Iterator[Entry | None]:
-    """Every matching entry after ``position``, as it comes; None after each wait with
-    nothing new (time for a keep-alive)."""
+) -> Iterator[list[Entry]]:
+    """The matching entries after ``position``, as they come, a batch per read; an empty
+    one after each wait with nothing new (time for a keep-alive)."""
     key = stream_key(app_uid)
     while True:
         answer: Any = connection.xread({key: position}, count=PAGE, block=int(MAX_BLOCK * 1000))
         if not answer:
-            yield None
+            yield []
             continue
         rows = answer[0][1]
         position = _text(rows[-1][0])
-        for entry in map(_entry, rows):
-            if match(entry):
-                yield entry
+        yield [entry for entry in map(_entry, rows) if match(entry)]
 
 
 def _text(value: bytes | str) -> str:

@@ -84,16 +84,16 @@ def _stream(
     position: str,
     follow: bool,
 ) -> Iterator[str]:
-    for entry in found:
-        yield json.dumps(entry.as_json()) + "\n"
+    for start in range(0, len(found), logreader.PAGE):  # big chunks: a yield is a thread hop
+        yield "".join(json.dumps(e.as_json()) + "\n" for e in found[start : start + logreader.PAGE])
     if not follow:
         return
     silent = 0.0
     try:
-        for new in logreader.follow(jobs.redis, uid, match, position):
-            if new is not None:
+        for batch in logreader.follow(jobs.redis, uid, match, position):
+            if batch:
                 silent = 0.0
-                yield json.dumps(new.as_json()) + "\n"
+                yield "".join(json.dumps(e.as_json()) + "\n" for e in batch)
                 continue
             silent += logreader.MAX_BLOCK
             if silent >= KEEPALIVE:
