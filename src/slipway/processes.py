@@ -1,6 +1,7 @@
-"""Each app's instances as their runners report them (a Redis hash per app,
-``slipway:ps:APP_UID``, one field per instance): what `slipway ps` shows. Runners write
-every change (starting, up, crashed, stopping); the API reads it."""
+"""Each app's instances as their runners report them: their states (a Redis hash per app,
+``slipway:ps:APP_UID``, one field per instance), written at every change (starting, up,
+crashed, stopping), what `slipway ps` shows; and their CPU and memory (``slipway:stats:
+APP_UID``), sampled every few seconds, what `slipway stats` shows. The API reads them."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def processes_of(connection: redis.Redis, app_uid: str) -> list[ProcessState]:
 
 
 def forget(connection: redis.Redis, app_uid: str) -> None:
-    connection.delete(key(app_uid))
+    connection.delete(key(app_uid), stats_key(app_uid))
 
 
 def forget_other_hosts(connection: redis.Redis, app_uid: str, host: str) -> None:
@@ -59,3 +60,41 @@ def forget_other_hosts(connection: redis.Redis, app_uid: str, host: str) -> None
     stale = [state.field for state in processes_of(connection, app_uid) if state.host != host]
     if stale:
         connection.hdel(key(app_uid), *stale)
+
+
+STATS_TTL = 30  # seconds: the samples of a runner that stopped sampling go
+
+
+def stats_key(app_uid: str) -> str:
+    return f"slipway:stats:{app_uid}"
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    name: str
+    port: int
+    cpu_percent: float  # of one core, since the last sample
+    memory: int  # bytes now
+    memory_peak: int  # bytes, at most since it started
+    memory_limit: int | None  # bytes, where it has one
+    restarts: int
+    at: float  # Unix time of the sample
+
+
+def report_stats(connection: redis.Redis, app_uid: str, samples: list[InstanceStats]) -> None:
+    """This runner's samples of the app's instances (and none of its stopped ones)."""
+    pipe = connection.pipeline()
+    pipe.delete(stats_key(app_uid))
+    if samples:
+        pipe.hset(
+            stats_key(app_uid),
+            mapping={f"{s.name}:{s.port}": json.dumps(asdict(s)) for s in samples},
+        )
+        pipe.expire(stats_key(app_uid), STATS_TTL)
+    pipe.execute()
+
+
+def stats_of(connection: redis.Redis, app_uid: str) -> list[InstanceStats]:
+    found: Any = connection.hgetall(stats_key(app_uid))
+    samples = [InstanceStats(**json.loads(value)) for value in found.values()]
+    return sorted(samples, key=lambda s: (s.name, s.port))

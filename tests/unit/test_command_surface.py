@@ -88,7 +88,6 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
     ("program", "args", "message"),
     [
         ("slipway", ["db-tunnel", "-p", "10000"], "slipway db-tunnel: not implemented yet\n"),
-        ("slipway", ["stats", "--stream"], "slipway stats: not implemented yet\n"),
     ],
 )
 def test_an_unbuilt_command_says_so_and_fails(program: str, args: list[str], message: str) -> None:

@@ -14,7 +14,7 @@ from slipway import processes
 from slipway.api import runners
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.errors import ApiError
-from slipway.api.schemas import FormationOut, ProcessOut, RestartIn, ScaleIn
+from slipway.api.schemas import FormationOut, ProcessOut, RestartIn, ScaleIn, StatsOut
 from slipway.jobs import Client
 from slipway.store import apps, formation, releases
 from slipway.store.apps import Action
@@ -36,11 +36,8 @@ def list_processes(request: Request, db: Db, caller: CurrentCaller, app: str) ->
     """The app's instances as their runners report them: state, release, host, since."""
     with db.session() as session:
         uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
-    jobs: Client | None = request.app.state.jobs
-    if jobs is None:
-        raise ApiError(503, "unavailable", "no Redis configured: no runner reports here")
     try:
-        found = processes.processes_of(jobs.redis, uid)
+        found = processes.processes_of(_redis(request), uid)
     except redis.RedisError as error:
         raise ApiError(
             503, "unavailable", f"the runners' reports cannot be read: {error}"
@@ -59,6 +56,38 @@ def list_processes(request: Request, db: Db, caller: CurrentCaller, app: str) ->
         )
         for p in found
     ]
+
+
+@router.get("/stats")
+def instance_stats(request: Request, db: Db, caller: CurrentCaller, app: str) -> list[StatsOut]:
+    """CPU and memory of each instance, as its runner last sampled them (every 2 s)."""
+    with db.session() as session:
+        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
+    try:
+        found = processes.stats_of(_redis(request), uid)
+    except redis.RedisError as error:
+        raise ApiError(
+            503, "unavailable", f"the runners' samples cannot be read: {error}"
+        ) from None
+    return [
+        StatsOut(
+            name=s.name,
+            cpu_percent=s.cpu_percent,
+            memory=s.memory,
+            memory_peak=s.memory_peak,
+            memory_limit=s.memory_limit,
+            restarts=s.restarts,
+            sampled_at=datetime.fromtimestamp(s.at, UTC),
+        )
+        for s in found
+    ]
+
+
+def _redis(request: Request) -> redis.Redis:
+    jobs: Client | None = request.app.state.jobs
+    if jobs is None:
+        raise ApiError(503, "unavailable", "no Redis configured: no runner reports here")
+    return jobs.redis
 
 
 @router.get("/formation")

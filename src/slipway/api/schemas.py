@@ -278,6 +278,16 @@ class ProcessOut(BaseModel):
     last_exit: str | None = Field(description="How it last ended, when it crashed.")
 
 
+class StatsOut(BaseModel):
+    name: str
+    cpu_percent: float = Field(description="Of one core, over the last 2 s.")
+    memory: int = Field(description="Bytes in use (its cgroup's count where it has one).")
+    memory_peak: int = Field(description="Bytes, at most since it started.")
+    memory_limit: int | None = Field(description="Bytes, where it has a limit.")
+    restarts: int
+    sampled_at: datetime
+
+
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(ge=1, le=2**31 - 1, description="The release to deploy again.")

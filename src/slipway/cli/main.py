@@ -69,6 +69,7 @@ app.command()(processes.ps)
 app.command()(processes.scale)
 app.command()(processes.restart)
 app.command("open")(processes.open_app)
+app.command()(processes.stats)
 
 
 @app.command()
@@ -80,7 +81,6 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")])
 NOT_BUILT = {
     "run": "Run a one-off command in an app's environment: slipway run -- CMD.",
     "db-tunnel": "Open a local port forwarded to an app's database through the SSH gateway.",
-    "stats": "Show CPU and memory per process (--stream to refresh).",
 }
 for command, help_text in NOT_BUILT.items():
     add_unbuilt(app, command, help_text)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import webbrowser
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
+from rich.table import Table
 
 from slipway.cli.appname import detect_app
 from slipway.cli.apps import app_path
@@ -88,3 +91,63 @@ def open_app(app: AppOption = None, remote: RemoteOption = None) -> None:
     print(found["url"])
     if sys.stdout.isatty() and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         webbrowser.open(found["url"])  # a desktop's browser, not a terminal one
+
+
+STATS_EVERY = 2.0  # seconds between refreshes (the runner samples as often)
+
+
+def _mb(size: int | None) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size is not None else "-"
+
+
+def _stats_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": s["name"],
+            "cpu": f"{s['cpu_percent']:.1f}%",
+            "memory": _mb(s["memory"]),
+            "peak": _mb(s["memory_peak"]),
+            "of limit": (
+                f"{100 * s['memory'] / s['memory_limit']:.0f}% of {_mb(s['memory_limit'])}"
+                if s["memory_limit"]
+                else "no limit"
+            ),
+            "restarts": s["restarts"],
+        }
+        for s in found
+    ]
+
+
+def stats(
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Refresh every 2 s until Ctrl-C.")
+    ] = False,
+    app: AppOption = None,
+    remote: RemoteOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """CPU and memory of each process (current, peak, share of its limit) and restarts,
+    as its runner samples them."""
+    api = Api.logged_in()
+    path = f"{app_path(detect_app(app, remote))}/stats"
+    columns = ["name", "cpu", "memory", "peak", "of limit", "restarts"]
+    if not stream or as_json:
+        found = api.call("GET", path)
+        show(found if as_json else _stats_rows(found), as_json, columns, "no processes run")
+        return
+    if not sys.stdout.isatty():  # a line per process and sample, for a pipe or a file
+        while True:
+            for row in _stats_rows(api.call("GET", path)):
+                print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+            time.sleep(STATS_EVERY)
+    with Live(_table(api.call("GET", path), columns), auto_refresh=False) as live:
+        while True:
+            time.sleep(STATS_EVERY)
+            live.update(_table(api.call("GET", path), columns), refresh=True)
+
+
+def _table(found: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(*[column.upper() for column in columns], box=None)
+    for row in _stats_rows(found):
+        table.add_row(*[str(row[column]) for column in columns])
+    return table

@@ -33,12 +33,14 @@ from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
 from slipway.runtime.logship import LogShipper
 from slipway.runtime.routerlog import RoutedHosts, RouterLog
+from slipway.runtime.stats import Sampler
 
 log = logging.getLogger("slipway.runtime")
 
 ONE_OFF_STOP_TIMEOUT = 5.0  # seconds from SIGTERM to SIGKILL for a release command
 MAX_QUICK_CRASHES = 10  # then it stays crashed until the next release
 SUPERVISE_EVERY = 0.5
+SAMPLE_EVERY = 2.0  # seconds between CPU and memory samples
 
 
 class DeployFailed(Exception):
@@ -136,6 +138,26 @@ class Runner:
         self._supervisor.start()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
         self._heartbeat.start()
+        self.sampler = Sampler(self.memory_mb if self.cgroups is not None else None)
+        self._sampling = threading.Thread(target=self._sample, daemon=True)
+        self._sampling.start()
+
+    def _sample(self) -> None:
+        """CPU and memory of every instance, every few seconds (slipway stats)."""
+        while not self._stopping.wait(SAMPLE_EVERY):
+            pids = set()
+            for state in list(self.apps.values()):
+                samples = []
+                for instance in list(state.instances):
+                    sample = self.sampler.sample(instance)
+                    if sample is not None and instance.process is not None:
+                        samples.append(sample)
+                        pids.add(instance.process.pid)
+                try:
+                    processes.report_stats(self.redis, state.release.app_uid, samples)
+                except redis.RedisError as error:
+                    log.warning("cannot report stats: %s", error)
+            self.sampler.forget(pids)
 
     def _beat(self) -> None:
         """Tell the API this runner is alive (it places apps on live runners only)."""

@@ -27,9 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
+HELD = []
+
+
 class Talk(BaseHTTPRequestHandler):
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
+        if "hold" in query:  # megabytes, touched (not lazily zeroed pages)
+            HELD.append(b"x" * (int(query["hold"][0]) * 1024 * 1024))
         for i in range(int(query.get("n", ["0"])[0])):
             print(f"{query['word'][0]} {i}", flush=True)
         body = f"VERSION pid={os.getpid()}\\n".encode()
@@ -205,6 +210,34 @@ def test_ps_scale_and_restart(platform: Platform) -> None:
     refused = slipway(platform, "scale", "web=two")
     assert refused.returncode == 1
     assert "'web=two': use TYPE=COUNT" in refused.stderr
+
+
+def test_stats_shows_what_an_instance_allocates(platform: Platform) -> None:
+    def web_memory() -> int:
+        shown = slipway(platform, "stats", "--json")
+        assert shown.returncode == 0, shown.stderr
+        [web] = [s for s in json.loads(shown.stdout) if s["name"] == "web.1"]
+        return int(web["memory"])
+
+    wait_until(lambda: slipway(platform, "stats", "--json").stdout.count("web.1") == 1, 10, "")
+    before = web_memory()
+    platform.visit("talker", "/?hold=200")
+    time.sleep(4.5)  # two samples on
+    grown = web_memory() - before
+    assert abs(grown - 200 * 1024 * 1024) < 20 * 1024 * 1024, grown / 1024 / 1024
+    table = slipway(platform, "stats").stdout
+    assert re.search(r"web\.1\s+\d+\.\d%\s+2\d\d\.\d MB", table), table
+    streamed = subprocess.Popen(
+        [SLIPWAY, "stats", "--stream", "-a", "talker"],
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert streamed.stdout is not None
+    lines = [streamed.stdout.readline() for _ in range(2)]  # piped: a line per sample
+    streamed.terminate()
+    streamed.wait(10)
+    assert all(line.startswith(("name=web.1 cpu=", "name=worker.1 cpu=")) for line in lines)
 
 
 def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platform) -> None:
