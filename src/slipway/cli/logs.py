@@ -16,6 +16,7 @@ import typer
 
 from slipway.cli.appname import detect_app
 from slipway.cli.apps import app_path
+from slipway.cli.completion import process_names
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, RemoteOption
@@ -65,7 +66,10 @@ def logs(
     filter_: Annotated[
         str | None,
         typer.Option(
-            "-F", "--filter", help='Process types or instances: web, web.1, "worker|clock".'
+            "-F",
+            "--filter",
+            help='Process types or instances: web, web.1, "worker|clock".',
+            autocompletion=process_names,
         ),
     ] = None,
     since: Annotated[

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from slipway.cli.appname import detect_app
 from slipway.cli.apps import app_path
+from slipway.cli.completion import process_names, scale_targets
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, JsonOption, RemoteOption
@@ -48,7 +49,12 @@ def ps(app: AppOption = None, remote: RemoteOption = None, as_json: JsonOption =
 
 def scale(
     changes: Annotated[
-        list[str], typer.Argument(metavar="TYPE=COUNT...", help="e.g. web=2 worker=1 (or web:2).")
+        list[str],
+        typer.Argument(
+            metavar="TYPE=COUNT...",
+            help="e.g. web=2 worker=1 (or web:2).",
+            autocompletion=scale_targets,
+        ),
     ],
     app: AppOption = None,
     remote: RemoteOption = None,
@@ -71,7 +77,11 @@ def scale(
 def restart(
     scope: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[TYPE|INSTANCE]...", help="web, web.1...; none: all of them."),
+        typer.Argument(
+            metavar="[TYPE|INSTANCE]...",
+            help="web, web.1...; none: all of them.",
+            autocompletion=process_names,
+        ),
     ] = None,
     app: AppOption = None,
     remote: RemoteOption = None,

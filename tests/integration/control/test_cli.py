@@ -246,4 +246,4 @@ def test_completion_scripts_and_app_names(cli: Cli, sqlite_api: ApiServer) -> No
 
 
 def test_unbuilt_commands_say_so(cli: Cli) -> None:
-    assert cli.fails("logs", "-n", "10") == "slipway logs: not implemented yet\n"
+    assert cli.fails("run", "--", "true") == "slipway run: not implemented yet\n"

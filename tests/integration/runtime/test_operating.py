@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -170,6 +173,79 @@ def test_logs_follow_shows_new_lines_within_a_second(platform: Platform) -> None
         follower.wait(10)
 
 
+class CuttableProxy:
+    """A TCP proxy to the API whose connections a test can cut, as a network drop would."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        for sock in self.open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.open = []
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_a_follower_resumes_after_a_network_drop_from_the_last_line(platform: Platform) -> None:
+    proxy = CuttableProxy(platform.http_port)
+    follower = subprocess.Popen(
+        [SLIPWAY, "logs", "-f", "-n", "1", "-F", "web", "--source", "app", "-a", "talker"],
+        env={
+            **platform.env,
+            "SLIPWAY_API_URL": f"http://127.0.0.1:{proxy.port}",
+            "SLIPWAY_API_TOKEN": platform.token,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None and follower.stderr is not None
+        follower.stdout.readline()
+        platform.visit("talker", "/?word=before&n=2")
+        assert [follower.stdout.readline().split(": ", 1)[1] for _ in range(2)] == [
+            "before 0\n",
+            "before 1\n",
+        ]
+        proxy.cut()
+        platform.visit("talker", "/?word=after&n=3")  # while it is cut off
+        assert "connection lost" in follower.stderr.readline()
+        seen = [follower.stdout.readline().split(": ", 1)[1] for _ in range(3)]
+        assert seen == ["after 0\n", "after 1\n", "after 2\n"]  # nothing again, nothing lost
+    finally:
+        follower.terminate()
+        follower.wait(10)
+        proxy.close()
+
+
 def test_backlog_then_follow_miss_nothing_written_between_them(platform: Platform) -> None:
     connection = sync_redis(f"unix://{platform.data / 'redis' / 'redis.sock'}")
     uid = platform.uid("talker")
@@ -257,3 +333,30 @@ def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platf
     assert refused.returncode == 1 and "name a release as v3" in refused.stderr
     opened = slipway(platform, "open")
     assert opened.stdout == f"http://talker.localhost:{platform.router_port}/\n"
+
+
+def test_completion_knows_process_types_and_instances(platform: Platform) -> None:
+    def complete(*words: str) -> list[str]:
+        line = ["slipway", *words]
+        done = subprocess.run(
+            [SLIPWAY],
+            env={
+                **platform.env,
+                "_SLIPWAY_COMPLETE": "complete_bash",
+                "COMP_WORDS": " ".join(line),
+                "COMP_CWORD": str(len(line) - 1),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.stdout.split()
+
+    wait_until(
+        lambda: {p["name"] for p in platform.get("/v1/apps/talker/ps")} == {"web.1", "worker.1"},
+        30,
+        "web.1 and worker.1",
+    )
+    assert complete("scale", "-a", "talker", "w") == ["web=", "worker="]
+    assert complete("restart", "-a", "talker", "wo") == ["worker", "worker.1"]
+    assert complete("logs", "-a", "talker", "-F", "we") == ["web", "web.1"]
