@@ -66,6 +66,7 @@ def release_out(release: Release) -> ReleaseOut:
         created_at=release.created_at,
         deployment_id=release.deployment_id,
         build_seconds=release.build_seconds,
+        status=release.status,
     )
 
 

@@ -194,6 +194,10 @@ class ReleaseOut(BaseModel):
     created_at: datetime
     deployment_id: int | None
     build_seconds: float | None
+    status: str | None = Field(
+        description="starting, then how its start went: success, crashed-error, "
+        "timeout-error, hook-error or aborted (a newer one was deployed first)."
+    )
 
 
 # Ids in paths: within the database's integer range, so that a huge one is a 422, not a 500.

@@ -15,7 +15,7 @@ from slipway.cli.options import AppOption, JsonOption, RemoteOption
 from slipway.cli.output import show
 
 DEPLOYMENT_COLUMNS = ["id", "status", "commit", "pusher", "release", "created_at", "duration"]
-RELEASE_COLUMNS = ["version", "description", "created_by", "created_at", "slug"]
+RELEASE_COLUMNS = ["version", "description", "status", "created_by", "created_at", "slug"]
 
 
 def _deployment_row(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +75,12 @@ def releases(
         show(found, True)
         return
     rows = [
-        {**r, "version": f"v{r['version']}", "slug": f"{r['commit'][:7]} ({r['buildpack']})"}
+        {
+            **r,
+            "version": f"v{r['version']}",
+            "status": r["status"] or "",
+            "slug": f"{r['commit'][:7]} ({r['buildpack']})",
+        }
         for r in found
     ]
     show(rows, False, RELEASE_COLUMNS, "no releases yet: git push the app to build one")

@@ -43,6 +43,7 @@ class Tail:
     offset: int = 0
     partial: bytes = b""
     closing: bool = False  # its instance stopped: read to the end, then forget it
+    at_end: bool = False  # the last read reached the end of the file
 
 
 @dataclass
@@ -140,11 +141,22 @@ class LogShipper:
     def ship(self) -> None:
         with self._lock:
             tails = list(self._tails)
+        where = [(tail, tail.offset, tail.partial) for tail in tails]
         lines: dict[str, list[Line]] = {}
         for tail in tails:
             lines.setdefault(tail.app_uid, []).extend(self._read(tail))
-        for app_uid, found in lines.items():
-            self.applog.write(app_uid, found)
+        try:
+            for app_uid, found in lines.items():
+                self.applog.write(app_uid, found)
+        except redis.RedisError:
+            for tail, offset, partial in where:  # read again next time: nothing is lost
+                tail.offset, tail.partial = offset, partial
+            raise
+        for tail in tails:
+            if tail.at_end and tail.offset > TRUNCATE_AT and not tail.partial:
+                os.truncate(tail.path, 0)  # the instance appends (O_APPEND): it goes on at 0
+                tail.offset = 0
+        for app_uid in lines:
             if time.monotonic() - self._trimmed.get(app_uid, 0) > TRIM_EVERY:
                 self._trimmed[app_uid] = time.monotonic()
                 self.applog.trim_old(app_uid)
@@ -187,9 +199,7 @@ class LogShipper:
                             time=now,
                         )
                     )
-        if at_end and tail.offset > TRUNCATE_AT and not tail.partial:
-            os.truncate(tail.path, 0)  # the instance appends (O_APPEND): it goes on at 0
-            tail.offset = 0
+        tail.at_end = at_end
         if closing and at_end:
             tail.offset = -1
         return lines

@@ -23,7 +23,7 @@ from slipway.deployment_states import (
     SUCCESS,
 )
 from slipway.store.errors import Invalid, NotFound
-from slipway.store.models import App, Deployment, utcnow
+from slipway.store.models import App, Deployment, Release, utcnow
 from slipway.store.names import check_branch_name
 from slipway.store.releases import Build, release_build
 
@@ -153,10 +153,18 @@ def finish(
 
 
 def record_start(session: Session, app: App, version: int, status: str, error: str | None) -> None:
-    """A runner's word on release ``version``: the deployment that built it ends with
-    ``status``; older ones still starting never will (a newer release replaced them)."""
+    """A runner's word on release ``version``: it and the deployment that built it end
+    with ``status``; older ones still starting never will (a newer release replaced
+    them)."""
     if status not in FINISHED:
         raise Invalid(f"not a final status: {status!r}")
+    releases = session.scalars(
+        select(Release)
+        .where(Release.app_id == app.id, Release.status == STARTING)
+        .where(Release.version <= version)
+    )
+    for release in releases:
+        release.status = status if release.version == version else ABORTED
     starting = session.scalars(
         select(Deployment)
         .where(Deployment.app_id == app.id, Deployment.status == STARTING)

@@ -228,3 +228,6 @@ class Release(Timestamped, Base):
     created_by: Mapped[str | None] = mapped_column(String(40))
     deployment_id: Mapped[int | None] = mapped_column(Integer)
     build_seconds: Mapped[float | None] = mapped_column(Float)
+    # starting, then how its start went (success, timeout-error...); None: made before
+    # releases had one.
+    status: Mapped[str | None] = mapped_column(String(20))

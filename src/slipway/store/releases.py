@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from slipway.deployment_states import STARTING
 from slipway.store.errors import Conflict, NotFound
 from slipway.store.models import App, Release
 
@@ -77,7 +78,7 @@ def _add(session: Session, app: App, **fields: object) -> Release:
     session.execute(select(App.id).where(App.id == app.id).with_for_update())
     for _ in range(5):
         latest = session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id))
-        release = Release(app_id=app.id, version=(latest or 0) + 1, **fields)
+        release = Release(app_id=app.id, version=(latest or 0) + 1, status=STARTING, **fields)
         try:
             with session.begin_nested():
                 session.add(release)

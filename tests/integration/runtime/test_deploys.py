@@ -167,6 +167,7 @@ def test_a_release_that_never_listens_leaves_the_old_one_serving(platform: Platf
     assert platform.push(app).returncode == 0  # it builds; it cannot start
     latest = platform.deployments("stuck")[0]
     assert platform.wait_for_status("stuck", latest["id"], 30) == "timeout-error"
+    assert [r["status"] for r in platform.releases("stuck")] == ["timeout-error", "success"]
     line = platform.wait_for_log("stuck", "Deploy of v2 failed")
     assert f"web.1 did not listen on its PORT within {BOOT_TIMEOUT} s; v1 serves on" in line["m"]
     assert line["s"] == "slipway"
@@ -252,8 +253,10 @@ def test_what_instances_print_reaches_the_apps_log(platform: Platform) -> None:
     assert (request["s"], request["i"], request["v"]) == ("router", "web.1", "1")
     assert re.fullmatch(r"GET /page\?q=1 200 \d+ bytes \d+ ms web\.1 request_id=\S+", request["m"])
     events = [line["m"] for line in platform.app_log("chatty") if line["s"] == "slipway"]
-    assert events[:3] == ["Deploying v1", "web.1 starting: python3 server.py", "web.1 up"]
-    assert events[3].startswith("v1 deployed (instances: web.1) at http://chatty.localhost:")
+    assert events[0].startswith("Release v1 created: Deploy ")  # the API's, at the build's end
+    assert events[0].endswith(" by alice")
+    assert events[1:4] == ["Deploying v1", "web.1 starting: python3 server.py", "web.1 up"]
+    assert events[4].startswith("v1 deployed (instances: web.1) at http://chatty.localhost:")
 
 
 WORKER = "import time; print('working', flush=True); time.sleep(3600)"

@@ -327,6 +327,9 @@ def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platf
     assert rolled.stdout.startswith(f"Rolling back to v1 as v{version + 1}")
     answers(platform, "talker", "v1 pid=")
     assert platform.releases("talker")[0]["description"] == "Rollback to v1"
+    wait_until(lambda: platform.releases("talker")[0]["status"] == "success", 30, "its start")
+    listed = slipway(platform, "releases").stdout
+    assert re.search(rf"v{version + 1}\s+Rollback to v1\s+success\s+alice", listed), listed
     refused = slipway(platform, "rollback", "v1000")
     assert refused.returncode == 1 and "has no release v1000" in refused.stderr
     refused = slipway(platform, "rollback", "latest")
