@@ -152,7 +152,17 @@ def test_logs_since_a_time_or_a_duration(platform: Platform) -> None:
     assert "--since 'yesterday': use a duration (30s, 10m, 2h, 1d) or an RFC 3339" in refused.stderr
 
 
+def blocked_readers(platform: Platform) -> int:
+    """Redis clients blocked in a read (a follower's XREAD, `up`'s announcements)."""
+    connection = sync_redis(f"unix://{platform.data / 'redis' / 'redis.sock'}")
+    try:
+        return sum("b" in client["flags"] for client in connection.client_list())
+    finally:
+        connection.close()
+
+
 def test_logs_follow_shows_new_lines_within_a_second(platform: Platform) -> None:
+    before = blocked_readers(platform)
     follower = subprocess.Popen(
         [SLIPWAY, "logs", "-f", "-n", "1", "-F", "web", "--source", "app", "-a", "talker"],
         env=platform.env,
@@ -168,9 +178,12 @@ def test_logs_follow_shows_new_lines_within_a_second(platform: Platform) -> None
         seen = [follower.stdout.readline() for _ in range(3)]
         assert time.monotonic() - printed < 1.0
         assert [line.split(": ", 1)[1].strip() for line in seen] == ["live 0", "live 1", "live 2"]
+        wait_until(lambda: blocked_readers(platform) == before + 1, 5, "the API's follow")
     finally:
         follower.terminate()
         follower.wait(10)
+    # The API lets go of a follower that went away (its reads block 2 s at most).
+    wait_until(lambda: blocked_readers(platform) == before, 10, "the follow to end")
 
 
 class CuttableProxy:
