@@ -4,7 +4,9 @@ carries them out with no downtime (slipway.runtime)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import redis
 from fastapi import APIRouter, Request
@@ -12,16 +14,18 @@ from sqlalchemy.orm import Session
 
 from slipway import processes
 from slipway.api import runners
-from slipway.api.auth import CurrentCaller, Db
+from slipway.api.auth import Caller, CurrentCaller, Db
 from slipway.api.errors import ApiError
 from slipway.api.schemas import FormationOut, ProcessOut, RestartIn, ScaleIn, StatsOut
 from slipway.jobs import Client
 from slipway.store import apps, formation, releases
 from slipway.store.apps import Action
+from slipway.store.db import Database
 from slipway.store.errors import Conflict
 from slipway.store.models import App
 
 router = APIRouter(prefix="/v1/apps/{app}", tags=["processes"])
+T = TypeVar("T")
 
 
 def _process_types(session: Session, app: App) -> list[str]:
@@ -34,14 +38,7 @@ def _process_types(session: Session, app: App) -> list[str]:
 @router.get("/ps")
 def list_processes(request: Request, db: Db, caller: CurrentCaller, app: str) -> list[ProcessOut]:
     """The app's instances as their runners report them: state, release, host, since."""
-    with db.session() as session:
-        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
-    try:
-        found = processes.processes_of(_redis(request), uid)
-    except redis.RedisError as error:
-        raise ApiError(
-            503, "unavailable", f"the runners' reports cannot be read: {error}"
-        ) from None
+    found = _reported(request, db, caller, app, processes.processes_of, "reports")
     return [
         ProcessOut(
             name=p.name,
@@ -61,14 +58,7 @@ def list_processes(request: Request, db: Db, caller: CurrentCaller, app: str) ->
 @router.get("/stats")
 def instance_stats(request: Request, db: Db, caller: CurrentCaller, app: str) -> list[StatsOut]:
     """CPU and memory of each instance, as its runner last sampled them (every 2 s)."""
-    with db.session() as session:
-        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
-    try:
-        found = processes.stats_of(_redis(request), uid)
-    except redis.RedisError as error:
-        raise ApiError(
-            503, "unavailable", f"the runners' samples cannot be read: {error}"
-        ) from None
+    found = _reported(request, db, caller, app, processes.stats_of, "samples")
     return [
         StatsOut(
             name=s.name,
@@ -83,11 +73,25 @@ def instance_stats(request: Request, db: Db, caller: CurrentCaller, app: str) ->
     ]
 
 
-def _redis(request: Request) -> redis.Redis:
+def _reported(
+    request: Request,
+    db: Database,
+    caller: Caller,
+    app: str,
+    read: Callable[[redis.Redis, str], list[T]],
+    what: str,
+) -> list[T]:
+    """What the app's runners reported (``read`` from Redis), once the caller may see it."""
+    with db.session() as session:
+        uid = apps.app_for(session, caller.user(session), app, Action.READ).uid
     jobs: Client | None = request.app.state.jobs
     if jobs is None:
         raise ApiError(503, "unavailable", "no Redis configured: no runner reports here")
-    return jobs.redis
+    try:
+        return read(jobs.redis, uid)
+    except redis.RedisError as error:
+        message = f"the runners' {what} cannot be read: {error}"
+        raise ApiError(503, "unavailable", message) from None
 
 
 @router.get("/formation")

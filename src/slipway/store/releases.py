@@ -122,20 +122,7 @@ def release_config(
     current = current_release(session, app)
     if current is None:
         return None
-    return _add(
-        session,
-        app,
-        description=description[:255],
-        slug_id=current.slug_id,
-        slug_host=current.slug_host,
-        slug_size=current.slug_size,
-        commit=current.commit,
-        buildpack=current.buildpack,
-        process_types=current.process_types,
-        release_command=current.release_command,
-        config=json.dumps(config),
-        created_by=user,
-    )
+    return _reuse(session, app, current, description[:255], json.dumps(config), user)
 
 
 def release_rollback(session: Session, app: App, version: int, user: str) -> Release:
@@ -144,18 +131,26 @@ def release_rollback(session: Session, app: App, version: int, user: str) -> Rel
     current = current_release(session, app)
     if current is not None and current.version == version:
         raise Conflict(f"v{version} is the current release of {app.name} already")
+    return _reuse(session, app, target, f"Rollback to v{version}", target.config, user)
+
+
+def _reuse(
+    session: Session, app: App, source: Release, description: str, config: str, user: str
+) -> Release:
+    """A new release of ``source``'s slug and process types (no build), with ``config``
+    (JSON)."""
     return _add(
         session,
         app,
-        description=f"Rollback to v{version}",
-        slug_id=target.slug_id,
-        slug_host=target.slug_host,
-        slug_size=target.slug_size,
-        commit=target.commit,
-        buildpack=target.buildpack,
-        process_types=target.process_types,
-        release_command=target.release_command,
-        config=target.config,
+        description=description,
+        slug_id=source.slug_id,
+        slug_host=source.slug_host,
+        slug_size=source.slug_size,
+        commit=source.commit,
+        buildpack=source.buildpack,
+        process_types=source.process_types,
+        release_command=source.release_command,
+        config=config,
         created_by=user,
     )
 
