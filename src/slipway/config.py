@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     log_max_days: float = Field(default=7.0, gt=0)
     log_lines_per_minute: int = Field(default=16_384, ge=10)
 
+    # One-off processes (`slipway run`): the port the runner takes them on (0: any free
+    # one, published with its heartbeat), and the seconds one may stay silent, no input
+    # and no output, before it is stopped.
+    run_port: int = Field(default=0, ge=0, le=65535)
+    run_idle_timeout: float = Field(default=3600.0, gt=0)
+
+    # Add-ons: the PostgreSQL server where their databases are made, as a superuser's URL
+    # (postgresql://admin:PASSWORD@HOST:5432/postgres); unset, a private cluster in the
+    # data dir, started on first use.
+    postgres_admin_url: SecretStr | None = None
+
     # Where edge services (repo hosts, their hooks and workers) reach the API; default: this
     # host's own API.
     api_url: str | None = None

@@ -14,8 +14,11 @@ EVERY = 5.0  # seconds between a runner's heartbeats
 ALIVE_FOR = 20.0  # seconds without one before a runner counts as gone
 
 
-def heartbeat(connection: redis.Redis, name: str, address: str) -> None:
-    connection.hset(KEY, name, json.dumps({"address": address, "seen": time.time()}))
+def heartbeat(connection: redis.Redis, name: str, address: str, run_port: int = 0) -> None:
+    """``address``: where the router and the API reach it; ``run_port``: where it takes
+    one-off processes."""
+    beat = {"address": address, "run_port": run_port, "seen": time.time()}
+    connection.hset(KEY, name, json.dumps(beat))
 
 
 def leave(connection: redis.Redis, name: str) -> None:

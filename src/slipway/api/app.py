@@ -7,7 +7,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from slipway import __version__
-from slipway.api import deployments, errors, internal, logs, metrics, processes, public
+from slipway.api import (
+    addons,
+    deployments,
+    errors,
+    internal,
+    logs,
+    metrics,
+    oneoffs,
+    processes,
+    public,
+)
 from slipway.api.auth import Db
 from slipway.api.limits import BodyLimit
 from slipway.config import Settings
@@ -34,6 +44,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(deployments.router)
     app.include_router(processes.router)
     app.include_router(logs.router)
+    app.include_router(addons.router)
+    app.include_router(oneoffs.router)
     app.include_router(internal.router)
 
     @app.get("/healthz", tags=["health"])

@@ -56,12 +56,16 @@ def unauthorized(message: str) -> ApiError:
 def caller(
     db: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
-    if credentials is None:
+    return authenticate(db, credentials.credentials if credentials else None)
+
+
+def authenticate(db: Database, token: str | None) -> Caller:
+    """The token's user, or ApiError 401 (also for WebSockets, which FastAPI's HTTPBearer
+    does not serve)."""
+    if not token:
         raise unauthorized("missing API token: send `Authorization: Bearer TOKEN` (slipway login)")
     with db.session() as session:
-        record = session.scalar(
-            select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
-        )
+        record = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
         if record is None or record.revoked_at is not None:
             raise unauthorized("invalid or revoked API token (slipway login)")
         now = utcnow()

@@ -37,7 +37,7 @@ from slipway.api.schemas import (
     StartedIn,
 )
 from slipway.builder.layout import slugs_dir
-from slipway.store import accounts, apps, deployments, releases
+from slipway.store import accounts, addons, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
 from slipway.store.formation import formation_of
@@ -68,7 +68,9 @@ async def authorize(request: Request, db: Db, body: AuthorizeIn) -> AuthorizeOut
     with db.connect() as connection:
         uid = apps.uid_if_allowed(connection, body.user, body.app, action)
         database = (
-            apps.database_of(connection, body.app) if uid and action is Action.TUNNEL else None
+            addons.destination(connection, body.app, body.addon)
+            if uid and action is Action.TUNNEL
+            else None
         )
     if uid is None:
         return AuthorizeOut(allowed=False)

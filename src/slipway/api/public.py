@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from slipway.api import keychallenge, repositories, runners
+from slipway.api import addons, keychallenge, repositories, runners
 from slipway.api.auth import CurrentCaller, Db
+from slipway.api.configs import change_config
 from slipway.api.schemas import (
     AppIn,
     AppOut,
@@ -30,7 +31,7 @@ from slipway.api.schemas import (
     UserOut,
 )
 from slipway.config import Settings
-from slipway.store import accounts, apps, releases
+from slipway.store import accounts, apps
 from slipway.store.apps import Action
 from slipway.store.models import ApiToken, App, User
 from slipway.store.sshkeys import parse_public_key
@@ -191,12 +192,15 @@ def get_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> AppOut
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])
 def destroy_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> Response:
-    """Destroy the app; its instances stop and its repository is deleted right after."""
+    """Destroy the app; its instances stop, and its repository and add-ons are deleted
+    right after."""
     with db.session() as session:
         found = apps.app_for(session, caller.user(session), app, Action.ADMIN)
         runner = runners.runner_of(found)
+        resources = addons.resources_of(session, found)
         uid = apps.destroy_app(session, found)
     runners.stop_app(request.app, runner, uid, app)
+    addons.destroy_resources(request, resources)
     repositories.delete_repository(request.app, uid)
     return Response(status_code=204)
 
@@ -248,15 +252,6 @@ def change_env(
     with db.session() as session:
         user = caller.user(session)
         found = apps.app_for(session, user, app, Action.WRITE)
-        before = apps.env_of(session, found)
-        env = apps.change_env(session, found, body.env)
-        if env == before:
-            return EnvChangedOut(env=env, release_version=None)  # nothing to release
-        description = releases.config_change_description(body.env)
-        release = releases.release_config(session, found, env, description, user.name)
-        version, uid = (release.version if release else None), found.uid
-        runner = runners.place(request.app, session, found)
-        description += f" by {user.name}"
-    if version is not None:
-        runners.deploy_release(request.app, runner, uid, version, description)
-    return EnvChangedOut(env=env, release_version=version)
+        change = change_config(request, session, found, user, body.env)
+    change.deploy()
+    return EnvChangedOut(env=change.env, release_version=change.version)

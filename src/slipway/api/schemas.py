@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
@@ -125,6 +125,8 @@ class AuthorizeIn(BaseModel):
     user: str = Field(max_length=100)
     app: str = Field(max_length=100)
     action: str = Field(pattern="^(push|fetch|tunnel)$")
+    # For `tunnel`: which add-on, `db` (the first) or its id.
+    addon: str = Field(default="db", pattern="^(db|ad-[0-9]{1,9})$")
 
 
 class Repository(BaseModel):
@@ -140,7 +142,7 @@ class Destination(BaseModel):
 class AuthorizeOut(BaseModel):
     allowed: bool
     repository: Repository | None = None
-    # For `tunnel`: the app's database, the only place a tunnel leads.
+    # For `tunnel`: the add-on's address, the only place a tunnel leads.
     database: Destination | None = None
 
 
@@ -343,3 +345,45 @@ class ReleaseRunOut(BaseModel):
     formation: dict[str, int] = Field(description="Instances per process type.")
     release_command: str | None = Field(description="Run before traffic moves (Procfile).")
     superseded: bool = Field(description="A newer release exists: deploy that one instead.")
+
+
+class AddOnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=40, description="postgresql or redis.")
+    plan: str | None = Field(None, max_length=40, description="Default: the smallest.")
+
+
+class AddOnOut(BaseModel):
+    id: str = Field(description="ad-N: what `addons remove` and `db-tunnel` take.")
+    kind: str
+    plan: str | None
+    variables: list[str] = Field(description="The config variables it set.")
+    tunnel: str = Field(description="The host name `db-tunnel` asks the gateway for.")
+    created_at: datetime
+
+
+class AddOnAddedOut(AddOnOut):
+    release_version: int | None = Field(
+        description="The release its variables made (none before the first build)."
+    )
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00]+$")
+    size: int = Field(ge=0)
+
+
+class OneOffIn(BaseModel):
+    """The first message of a `slipway run` WebSocket (see slipway.oneoff_frames)."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str = Field(min_length=1, max_length=65_536)
+    tty: bool = False
+    cols: int = Field(80, ge=1, le=10_000)
+    rows: int = Field(24, ge=1, le=10_000)
+    term: str = Field("xterm-256color", max_length=64, pattern=r"^[A-Za-z0-9._+-]+$")
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    size: Literal["S", "M", "L", "XL"] | None = None
+    detached: bool = False
+    files: list[UploadIn] = Field(default_factory=list, max_length=20)

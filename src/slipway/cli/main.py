@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from slipway import __version__
-from slipway.cli import account, deployments, logs, processes
+from slipway.cli import account, deployments, logs, processes, run
+from slipway.cli.addons import addons
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
 from slipway.cli.errors import CliError
@@ -60,6 +61,7 @@ app.add_typer(account.tokens, name="tokens")
 app.add_typer(apps, name="apps")
 app.add_typer(collaborators, name="collaborators")
 app.add_typer(env, name="env")
+app.add_typer(addons, name="addons")
 app.command()(deployments.deployments)
 app.command("deployment-logs")(deployments.deployment_logs)
 app.command()(deployments.releases)
@@ -70,6 +72,8 @@ app.command()(processes.scale)
 app.command()(processes.restart)
 app.command("open")(processes.open_app)
 app.command()(processes.stats)
+# Options end at the command: `slipway run python -c ...` passes -c to python.
+app.command(context_settings={"allow_interspersed_args": False})(run.run)
 
 
 @app.command()
@@ -79,7 +83,6 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")])
 
 
 NOT_BUILT = {
-    "run": "Run a one-off command in an app's environment: slipway run -- CMD.",
     "db-tunnel": "Open a local port forwarded to an app's database through the SSH gateway.",
 }
 for command, help_text in NOT_BUILT.items():

@@ -180,6 +180,7 @@ def up(
     HUP upgrades it in place: each server's new version starts on the same sockets, and the
     old one drains once the new one is ready.
     """
+    from slipway.addons.services import Services
     from slipway.store.db import Database
     from slipway.store.migrate import migrate
 
@@ -193,6 +194,8 @@ def up(
         router_port=router_port,
     )
     lock = DataDirLock(settings.data_dir)
+    addon_services = Services(settings)
+    addons_started = False
     try:
         lock.acquire()
         database = Database(settings.effective_database_url)
@@ -200,12 +203,18 @@ def up(
         adopt_repositories(settings, database)
         abandon_builds(database)
         database.dispose()
+        addons_started = True
+        addon_services.start_all()
         supervisor = Supervisor(_embedded_services(settings))
         supervisor.start()
     except (AlreadyRunning, ServiceError, ValueError) as error:
+        if addons_started:
+            addon_services.stop_all()
         typer.echo(f"slipwayd up: {error}", err=True)
         raise typer.Exit(1) from error
     except KeyboardInterrupt:  # the supervisor has stopped what it had started
+        if addons_started:
+            addon_services.stop_all()
         typer.echo("slipwayd up: interrupted while starting; stopped everything", err=True)
         raise typer.Exit(130) from None
     try:
@@ -213,6 +222,7 @@ def up(
         supervisor.stop()
     finally:
         stop_apps(settings)
+        addon_services.stop_all()
         _remove_stale_pid_files(settings.data_dir)
         lock.release()
     if exited is not None:

@@ -89,11 +89,13 @@ class ControlPlane:
         except (KeyError, TypeError) as error:
             raise ControlPlaneError(f"the API answered /internal/changes with {error!r}") from None
 
-    async def authorize(self, user: str, app: str, action: str) -> Grant | None:
-        """The grant, or None when denied (missing and forbidden apps look the same)."""
-        answer = await self._call(
-            "POST", "/internal/authorize", json={"user": user, "app": app, "action": action}
-        )
+    async def authorize(self, user: str, app: str, action: str, addon: str = "db") -> Grant | None:
+        """The grant, or None when denied (missing and forbidden apps look the same);
+        ``addon`` names the add-on a tunnel leads to."""
+        request = {"user": user, "app": app, "action": action}
+        if action == "tunnel":
+            request["addon"] = addon
+        answer = await self._call("POST", "/internal/authorize", json=request)
         if not isinstance(answer, dict) or not answer.get("allowed"):
             return None
         repository = answer.get("repository") or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 
 import asyncssh
@@ -17,6 +18,7 @@ from slipway.store.names import APP_NAME
 log = logging.getLogger("slipway.gateway")
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0
+TUNNEL_ADDON = re.compile(r"db|ad-[0-9]{1,9}")
 
 
 class TunnelSession(asyncssh.SSHTCPSession[bytes]):
@@ -94,16 +96,17 @@ class TunnelSession(asyncssh.SSHTCPSession[bytes]):
         self.on_close()  # the connection may open another channel in its place
 
 
-async def open_tunnel(control: ControlPlane, user: str, app: str) -> TunnelSession:
-    """A tunnel to ``app``'s database, or ChannelOpenError saying why not."""
-    name = app.removesuffix(".db")
-    if not APP_NAME.fullmatch(name):
+async def open_tunnel(control: ControlPlane, user: str, destination: str) -> TunnelSession:
+    """A tunnel to the add-on ``destination`` names (``APP``, ``APP.db``: the app's first
+    add-on; ``APP.ad-N``: add-on N), or ChannelOpenError saying why not."""
+    name, _, addon = destination.partition(".")
+    if not APP_NAME.fullmatch(name) or not TUNNEL_ADDON.fullmatch(addon or "db"):
         raise asyncssh.ChannelOpenError(
             asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            "tunnels lead to an app's database: use APP as the host",
+            "tunnels lead to an app's add-on: use APP or APP.ADDON_ID as the host",
         )
     try:
-        grant = await control.authorize(user, name, "tunnel")
+        grant = await control.authorize(user, name, "tunnel", addon or "db")
     except ControlPlaneError as error:
         log.error("tunnel authorisation failed: %s", error)
         raise asyncssh.ChannelOpenError(
@@ -112,7 +115,7 @@ async def open_tunnel(control: ControlPlane, user: str, app: str) -> TunnelSessi
     if grant is None or grant.database is None:
         raise asyncssh.ChannelOpenError(
             asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            f"{name} does not exist, has no database, or you have no access to it",
+            f"{name} does not exist, has no such add-on, or you have no access to it",
         )
     host, port = grant.database
     try:

@@ -32,6 +32,7 @@ from slipway.runtime import state as saved
 from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
 from slipway.runtime.logship import LogShipper
+from slipway.runtime.oneoffs import OneOffServer
 from slipway.runtime.routerlog import RoutedHosts, RouterLog
 from slipway.runtime.stats import Sampler
 
@@ -134,6 +135,7 @@ class Runner:
             else None
         )
         self._adopt(saved.load(self.state_path))
+        self.oneoffs = OneOffServer(self, settings.effective_internal_secret())
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
@@ -164,7 +166,10 @@ class Runner:
         while True:
             try:
                 runner_registry.heartbeat(
-                    self.redis, self.settings.runner_name, self.settings.runner_address
+                    self.redis,
+                    self.settings.runner_name,
+                    self.settings.runner_address,
+                    self.oneoffs.port,
                 )
             except redis.RedisError as error:
                 log.warning("heartbeat failed: %s", error)
@@ -340,7 +345,8 @@ class Runner:
                 processes.forget_other_hosts(self.redis, release.app_uid, self.settings.runner_name)
         if previous is not None:
             self._stop(release.app_uid, previous.instances)
-            releases.prune(self.releases_dir, release.app_uid, {release.version})
+            in_use = self.oneoffs.versions_in_use(release.app_uid)
+            releases.prune(self.releases_dir, release.app_uid, {release.version, *in_use})
 
     def scale(self, app_uid: str, formation: dict[str, int]) -> None:
         """Run this many instances of each process type: new ones join the router once
@@ -421,7 +427,7 @@ class Runner:
             kind,
             index,
             command or release.process_types[kind],
-            self._port(),
+            self.allocate_port(),
         )
         logs = self.logs_dir / release.app_uid / instance.server
         self.logs.watch(logs, release.app_uid, instance.name, release.version)
@@ -534,12 +540,16 @@ class Runner:
             self._report(instance, gone=True)
         self._save()
 
-    def _port(self) -> int:
+    def allocate_port(self) -> int:
+        """A PORT no instance (nor one-off) of this runner has."""
         while True:
             port = free_port()
             if port not in self._ports:
                 self._ports.add(port)
                 return port
+
+    def release_port(self, port: int) -> None:
+        self._ports.discard(port)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -659,7 +669,9 @@ class Runner:
         with contextlib.suppress(redis.RedisError):
             runner_registry.leave(self.redis, self.settings.runner_name)
         self._save()
-        os.close(self._lock)
+        self.oneoffs.stop_accepting()
+        os.close(self._lock)  # the next runner may start: it takes new one-offs
+        self.oneoffs.wait_for_sessions()
 
 
 def _formation_text(formation: dict[str, int]) -> str:

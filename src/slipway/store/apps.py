@@ -197,14 +197,3 @@ def add_database(session: Session, app: App, kind: str, host: str, port: int) ->
     session.add(addon)
     session.flush()
     return addon
-
-
-_DATABASE_BY_APP = (
-    select(AddOn.host, AddOn.port).join(App).where(App.name == bindparam("app")).order_by(AddOn.id)
-)
-
-
-def database_of(db: Session | Connection, app_name: str) -> tuple[str, int] | None:
-    """Where `slipway db-tunnel` leads for this app: its first database, if it has one."""
-    row = db.execute(_DATABASE_BY_APP, {"app": app_name}).first()
-    return None if row is None else (row[0], int(row[1]))

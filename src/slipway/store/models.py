@@ -166,6 +166,9 @@ class AddOn(Timestamped, Base):
     kind: Mapped[str] = mapped_column(String(40))  # "postgresql", "redis", ...
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[str | None] = mapped_column(String(40))
+    resource: Mapped[str | None] = mapped_column(String(63))  # None: recorded by an admin
+    variables: Mapped[str | None] = mapped_column(Text)  # JSON list: the config it set
 
     app: Mapped[App] = relationship(back_populates="addons")
 

@@ -39,7 +39,9 @@ def test_an_app_without_a_database_has_no_tunnel(gateway: RunningGateway, api: A
     add_app(api, "alice", "shop")
     result = tunnel(gateway, alice.key, "shop:5432")
     assert result.returncode == 255
-    assert b"no database" in result.stderr
+    assert b"has no such add-on" in result.stderr
+    for destination in ("shop.ad-999:5432", "shop.evil:5432", "shop.ad-1.x:5432"):
+        assert tunnel(gateway, alice.key, destination).returncode == 255
 
 
 def test_a_dead_database_is_reported(gateway: RunningGateway, api: ApiServer) -> None:
