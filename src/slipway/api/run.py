@@ -43,15 +43,16 @@ class DrainingServer(uvicorn.Server):
 
 def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     """uvicorn as the API runs it (tests too): httptools with head limits and deadlines
-    (api.http_limits), no WebSocket (the API has none), and forwarded addresses believed only
-    from the configured proxies."""
+    (api.http_limits), WebSockets for `slipway run` (websockets' sans-I/O protocol, frames of
+    at most 1 MiB), and forwarded addresses believed only from the configured proxies."""
     limits = HttpLimits(
         header_timeout=settings.api_header_timeout, max_connections=settings.api_max_connections
     )
     return uvicorn.Config(
         app,
         http=limited_protocol(limits),
-        ws="none",
+        ws="websockets-sansio",
+        ws_max_size=2**20,
         timeout_keep_alive=settings.api_keep_alive_timeout,
         proxy_headers=bool(settings.api_trusted_proxies),
         forwarded_allow_ips=settings.api_trusted_proxies,

@@ -90,7 +90,9 @@ def test_a_redis_addon_is_a_server_with_a_password(platform: Platform) -> None:
     client = redis.Redis.from_url(url)
     assert client.ping() and client.config_get("maxmemory")["maxmemory"] == str(64 * 2**20)
     client.set("visits", 1)
-    without_password = redis.Redis(host="127.0.0.1", port=client.connection_pool.connection_kwargs["port"])
+    without_password = redis.Redis(
+        host="127.0.0.1", port=client.connection_pool.connection_kwargs["port"]
+    )
     with pytest.raises(redis.AuthenticationError):
         without_password.get("visits")
     with pytest.raises(redis.ResponseError, match="protected"):
