@@ -8,12 +8,11 @@ from typing import Annotated
 import typer
 
 from slipway import __version__
-from slipway.cli import account, deployments, logs, processes, run
+from slipway.cli import account, deployments, logs, processes, run, tunnel
 from slipway.cli.addons import addons
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
 from slipway.cli.errors import CliError
-from slipway.unbuilt import add_unbuilt
 
 app = typer.Typer(
     name="slipway",
@@ -74,19 +73,13 @@ app.command("open")(processes.open_app)
 app.command()(processes.stats)
 # Options end at the command: `slipway run python -c ...` passes -c to python.
 app.command(context_settings={"allow_interspersed_args": False})(run.run)
+app.command("db-tunnel")(tunnel.db_tunnel)
 
 
 @app.command()
 def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
     """Print a completion script, e.g. eval "$(slipway completion bash)" in ~/.bashrc."""
     print(script(shell))
-
-
-NOT_BUILT = {
-    "db-tunnel": "Open a local port forwarded to an app's database through the SSH gateway.",
-}
-for command, help_text in NOT_BUILT.items():
-    add_unbuilt(app, command, help_text)
 
 
 def debug_first(args: list[str]) -> list[str]:

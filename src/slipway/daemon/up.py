@@ -236,12 +236,14 @@ def up(
 
 
 def stop_apps(settings: Settings) -> None:
-    """The apps' instances, which outlive their runner (a new runner adopts them), stop
-    with the platform."""
+    """The apps' instances, which outlive their runner (a new runner adopts them), and
+    one-offs stop with the platform."""
     from slipway.runtime.cgroups import remove_ours
+    from slipway.runtime.oneoffs import stop_left_over
     from slipway.runtime.state import stop_all
 
     count = stop_all(settings.data_dir / "runner" / "state.json", settings.stop_timeout)
+    count += stop_left_over(settings.data_dir)
     remove_ours(settings.data_dir)
     if count:
         print(f"  {count} app instance(s) stopped")

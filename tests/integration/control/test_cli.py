@@ -243,7 +243,3 @@ def test_completion_scripts_and_app_names(cli: Cli, sqlite_api: ApiServer) -> No
     assert "--json" in complete("apps", "list", "--")
     cache = cli.home / ".cache" / "slipway" / "apps.json"
     assert set(json.loads(cache.read_text())["apps"]) == {"shop", "shopify-clone", "blog"}
-
-
-def test_unbuilt_commands_say_so(cli: Cli) -> None:
-    assert cli.fails("run", "--", "true") == "slipway run: not implemented yet\n"

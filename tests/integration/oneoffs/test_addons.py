@@ -69,7 +69,7 @@ def test_a_postgresql_addon_is_a_database_of_the_apps_own(platform: Platform) ->
     blog = add(platform, "blog", "postgresql")
     blog_url = env_of(platform, "blog")["DATABASE_URL"]
     shop_db = url.rsplit("/", 1)[1]
-    with pytest.raises(psycopg.OperationalError, match="permission denied|not permitted"):
+    with pytest.raises(psycopg.OperationalError, match=r"permission denied|not permitted"):
         psycopg.connect(blog_url.rsplit("/", 1)[0] + "/" + shop_db).close()
     wrong = url.replace(url.split(":")[2].split("@")[0], "wrong")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import select
-import signal
 import struct
 import subprocess
 import termios
@@ -199,7 +198,8 @@ def test_files_are_uploaded_into_tmp_uploads(platform: Platform, tmp_path: objec
         "--file",
         str(notes),
         "--",
-        "sha256sum /tmp/uploads/data.bin; cat $UPLOADS/notes.txt; stat -c %U /tmp/uploads/notes.txt",
+        "sha256sum /tmp/uploads/data.bin; cat $UPLOADS/notes.txt; "
+        "stat -c %U /tmp/uploads/notes.txt",
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()

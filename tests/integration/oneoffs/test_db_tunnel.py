@@ -1,0 +1,220 @@
+"""`slipway db-tunnel` end to end: the real CLI (asyncssh) through the real gateway to the
+app's PostgreSQL add-on; what the app wrote is read through the local port; strangers are
+refused; a removed collaborator's open tunnel ends; the first connection asks about the
+host key; a dropped connection is made again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import psycopg
+import pytest
+
+from tests.builds_support import SLIPWAY, SLIPWAYD, Platform
+from tests.integration.oneoffs.test_run import read_until
+from tests.integration.runtime.test_deploys import answers, server
+from tests.services import wait_until
+
+pytestmark = pytest.mark.timeout(300)
+OPEN = re.compile(r"open on 127\.0\.0\.1:(\d+)")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    platform = Platform(tmp_path_factory.mktemp("tunnel"))
+    platform.start()
+    app = platform.new_app(
+        "shop", None, {"Procfile": "web: python3 server.py\n", "server.py": server("shop")}
+    )
+    assert platform.push(app).returncode == 0
+    answers(platform, "shop", "shop pid=")
+    added = json.loads(platform.run(SLIPWAY, "addons", "add", "postgresql", "-a", "shop", "--json"))
+    wait_until(
+        lambda: platform.releases("shop")[0]["version"] == added["release_version"],
+        30,
+        "the add-on's release",
+    )
+    sql = "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('written by the app')"
+    wrote = subprocess.run(
+        [SLIPWAY, "run", "-a", "shop", f'psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "{sql}"'],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrote.returncode == 0, wrote.stderr
+    platform.addon = added  # type: ignore[attr-defined]
+    yield platform
+    platform.stop()
+
+
+def user(platform: Platform, name: str) -> dict[str, str]:
+    """Another user, logged in, with a key of their own, in a home of their own."""
+    token = platform.run(*SLIPWAYD, "admin", "create-user", name).strip()
+    home = platform.root / name
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    env = {**platform.env, "HOME": str(home)}
+    env.pop("GIT_SSH_COMMAND", None)
+    key = home / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    shutil.copy(platform.home / ".ssh" / "known_hosts", home / ".ssh" / "known_hosts")
+    for argv in (("login", "--api-url", platform.api_url, "--token", token), ("keys", "add")):
+        done = subprocess.run([SLIPWAY, *argv], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    return env
+
+
+class OpenTunnel:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.process = subprocess.Popen(
+            [SLIPWAY, "db-tunnel", "-a", "shop", "-p", "0", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        found = OPEN.search(first)
+        assert found, first + self.process.stderr.read() if self.process.stderr else first
+        self.port = int(found[1])
+        self.url = self.process.stdout.readline().strip()
+
+    def close(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=20)
+        return err
+
+
+def test_the_tunnel_reads_what_the_app_wrote(platform: Platform) -> None:
+    tunnel = OpenTunnel(platform.env, "--show-password")
+    try:
+        assert tunnel.url.startswith("postgresql://") and f":{tunnel.port}/" in tunnel.url
+        connections = [psycopg.connect(tunnel.url) for _ in range(5)]  # several at once
+        for connection in connections:
+            row = connection.execute("SELECT body FROM notes").fetchone()
+            assert row == ("written by the app",)
+        for connection in connections:
+            connection.close()
+        result = subprocess.run(
+            ["psql", tunnel.url, "-At", "-c", "SELECT count(*) FROM notes"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.stdout.strip() == "1", result.stderr
+    finally:
+        tunnel.close()
+    hidden = OpenTunnel(platform.env)
+    try:
+        assert "PASSWORD" in hidden.url and "--show-password" in hidden.process.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        hidden.close()
+
+
+async def gateway_tunnel(platform: Platform, key: Path, destination: str) -> None:
+    async with asyncssh.connect(
+        "127.0.0.1",
+        platform.ssh_port,
+        username="git",
+        client_keys=[str(key)],
+        known_hosts=None,
+        config=None,
+    ) as connection:
+        await connection.open_connection(destination, 5432)
+
+
+def test_a_strangers_tunnel_is_refused(platform: Platform) -> None:
+    bob = user(platform, "bob")
+    refused = subprocess.run(
+        [SLIPWAY, "db-tunnel", "-a", "shop", "-p", "0"], env=bob, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "no app named 'shop'" in refused.stderr
+    key = Path(bob["HOME"]) / ".ssh" / "id_ed25519"
+    for destination in ("shop", f"shop.{platform.addon['id']}", "127.0.0.1"):  # type: ignore[attr-defined]
+        with pytest.raises(asyncssh.ChannelOpenError):
+            asyncio.run(gateway_tunnel(platform, key, destination))
+
+
+def test_removing_a_collaborator_ends_their_open_tunnel(platform: Platform) -> None:
+    carol = user(platform, "carol")
+    platform.run(SLIPWAY, "collaborators", "add", "carol", "-a", "shop")
+    tunnel = OpenTunnel(carol, "--show-password")
+    try:
+        connection = psycopg.connect(tunnel.url)
+        assert connection.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+        platform.run(SLIPWAY, "collaborators", "remove", "carol", "-a", "shop")
+
+        def ended() -> bool:
+            try:
+                connection.execute("SELECT 1")
+            except psycopg.OperationalError:
+                return True
+            return False
+
+        wait_until(ended, 10, "the collaborator's open connection to end")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(tunnel.url, connect_timeout=10).close()
+    finally:
+        err = tunnel.close()
+    assert "the gateway refused the tunnel" in err
+
+
+def test_the_first_connection_asks_about_the_host_key(platform: Platform) -> None:
+    dave = user(platform, "dave")
+    platform.run(SLIPWAY, "collaborators", "add", "dave", "-a", "shop")
+    known_hosts = Path(dave["HOME"]) / ".ssh" / "known_hosts"
+    known_hosts.unlink()
+    refused = subprocess.run(
+        [SLIPWAY, "db-tunnel", "-a", "shop", "-p", "0"], env=dave, capture_output=True,
+        text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    key = asyncssh.read_public_key(platform.data / "gateway" / "ssh_host_ed25519_key.pub")
+    fingerprint = key.get_fingerprint("sha256")
+    assert f"unknown host key {fingerprint}" in refused.stderr
+    assert not known_hosts.exists()
+    primary, secondary = os.openpty()
+    cli = subprocess.Popen(
+        ["setsid", "--ctty", SLIPWAY, "db-tunnel", "-a", "shop", "-p", "0"],
+        stdin=secondary, stdout=secondary, stderr=secondary, env=dave,
+    )  # fmt: skip
+    try:
+        read_until(primary, b"(yes/no)?")
+        os.write(primary, b"yes\n")
+        read_until(primary, b"open on 127.0.0.1:")
+        assert f"[127.0.0.1]:{platform.ssh_port} ssh-ed25519" in known_hosts.read_text()
+        assert known_hosts.stat().st_mode & 0o777 == 0o600
+    finally:
+        cli.terminate()
+        cli.wait(20)
+        os.close(primary)
+        os.close(secondary)
+
+
+def test_a_dropped_connection_is_made_again(platform: Platform) -> None:
+    tunnel = OpenTunnel(platform.env, "--show-password")
+    try:
+        psycopg.connect(tunnel.url).close()
+        platform.restart()  # the gateway, the API and the database all go, then come back
+
+        def reads() -> bool:
+            try:
+                with psycopg.connect(tunnel.url, connect_timeout=5) as connection:
+                    return connection.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+            except psycopg.OperationalError:
+                return False
+
+        wait_until(reads, 60, "the tunnel to work again")
+        assert tunnel.process.poll() is None
+    finally:
+        err = tunnel.close()
+    assert "reconnect" in err
