@@ -21,7 +21,7 @@ STATUS = 3  # runner → client: JSON
 RESIZE = 4  # client → process: JSON {"cols": C, "rows": R}
 UPLOAD = 5  # client → runner, before the start: the files' bytes
 
-CHUNK = 64 * 1024  # bytes per frame
+CHUNK = 256 * 1024  # bytes per frame, at most
 MAX_FRAME = CHUNK + 1024
 MAX_UPLOAD = 100 * 1024 * 1024  # bytes of --file uploads per one-off
 

@@ -53,6 +53,7 @@ async def run(websocket: WebSocket, app: str) -> None:
             additional_headers={"Authorization": f"Bearer {websocket.app.state.internal_secret}"},
             max_size=frames.MAX_FRAME,
             open_timeout=10,
+            compression=None,  # deflate costs more than it saves on a local network
         )
     except Refused as refusal:
         await _refuse(websocket, str(refusal))

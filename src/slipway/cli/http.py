@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from slipway import __version__
 from slipway.cli import config
 from slipway.cli.errors import CliError
 
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+if TYPE_CHECKING:
+    import httpx
+
+TIMEOUT = 30.0  # seconds; 5 to connect
 
 
 class ApiError(CliError):
@@ -28,7 +29,10 @@ class Api:
         headers = {"User-Agent": f"slipway-cli/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.api_url, headers=headers, timeout=TIMEOUT)
+        import httpx  # 0.2 s to import: not for the commands that do not call the API
+
+        timeout = httpx.Timeout(TIMEOUT, connect=5.0)
+        self.http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout)
 
     @classmethod
     def logged_in(cls) -> Api:
@@ -41,6 +45,8 @@ class Api:
         return cls(login.api_url, login.token)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as error:
@@ -81,6 +87,8 @@ class Api:
     def lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
         """A streamed plain-text response, line by line as it comes (no read timeout: a
         followed build log may stay silent for a while)."""
+        import httpx
+
         try:
             with self.http.stream(
                 "GET", path, params=params, timeout=httpx.Timeout(None, connect=5.0)

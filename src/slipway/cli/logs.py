@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from slipway.cli.appname import detect_app
@@ -95,6 +94,8 @@ def logs(
     if source:
         params["source"] = source
     colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ and not as_json
+    import httpx  # once the API is called (0.2 s to import)
+
     wait = 0.5
     while True:
         try:
@@ -114,6 +115,8 @@ def logs(
 
 def _entries(api: Api, path: str, params: dict[str, Any]) -> Any:
     """The streamed NDJSON lines, parsed; keep-alive (empty) lines skipped."""
+    import httpx
+
     with api.http.stream(
         "GET", path, params=params, timeout=httpx.Timeout(60.0, connect=5.0)
     ) as response:

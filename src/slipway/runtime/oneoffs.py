@@ -132,6 +132,7 @@ class OneOffServer:
                 self.settings.run_port,
                 process_request=self._authenticate,
                 max_size=frames.MAX_FRAME,
+                compression=None,  # deflate costs more than it saves on a local network
                 ping_interval=20,
                 ping_timeout=60,
             )

@@ -1,0 +1,134 @@
+"""`slipway db-tunnel` against `ssh -L` through OpenSSH's sshd, to the same PostgreSQL (the
+app's add-on), in the same run: the read throughput of a large COPY, and the time to open
+a connection (a new SSH channel, PostgreSQL's startup and authentication included).
+
+    .venv/bin/python bench/tunnel.py [--megabytes 200] [--connections 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.builds_support import SLIPWAY, Platform  # noqa: E402
+from tests.integration.runtime.test_deploys import answers, server  # noqa: E402
+from tests.services import Sshd, wait_until  # noqa: E402
+
+from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
+
+
+def read_rate(url: str, megabytes: int) -> float:
+    """MB/s of a COPY of ``megabytes`` from the server."""
+    rows = megabytes * 1024  # 1 KiB each
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        started = time.perf_counter()
+        got = 0
+        query = sql.SQL(
+            "COPY (SELECT repeat('x', 1023) FROM generate_series(1, {})) TO STDOUT"
+        ).format(sql.Literal(rows))
+        with cursor.copy(query) as copy:
+            for block in copy:
+                got += len(block)
+        seconds = time.perf_counter() - started
+    assert got == rows * 1024, got
+    return megabytes / seconds
+
+
+def connect_times(url: str, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with psycopg.connect(url) as connection:
+            connection.execute("SELECT 1")
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+def via_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    credentials = parts.netloc.rsplit("@", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{port}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--megabytes", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-tunnel-") as root:
+        platform = Platform(Path(root))
+        platform.start()
+        tunnel = ssh = None
+        try:
+            app = platform.new_app(
+                "bench", None, {"Procfile": "web: python3 server.py\n", "server.py": server("b")}
+            )
+            assert platform.push(app).returncode == 0
+            answers(platform, "bench", "b pid=")
+            platform.run(SLIPWAY, "addons", "add", "postgresql", "-a", "bench")
+            url = platform.get("/v1/apps/bench/env")["env"]["DATABASE_URL"]
+            database = urlsplit(url)
+            tunnel = subprocess.Popen(
+                [SLIPWAY, "db-tunnel", "-a", "bench", "-p", "0"],
+                env=platform.env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert tunnel.stdout is not None
+            found = re.search(r"127\.0\.0\.1:(\d+)", tunnel.stdout.readline())
+            assert found, "db-tunnel did not open"
+            ours = via_port(url, int(found[1]))
+            with Sshd() as sshd:
+                local = free_port()
+                *options, destination = sshd.client_argv()
+                forward = f"{local}:127.0.0.1:{database.port}"
+                ssh = subprocess.Popen([*options, "-N", "-L", forward, destination])
+                wait_until(lambda: port_open("127.0.0.1", local), 10, "ssh -L")
+                theirs = via_port(url, local)
+                read_rate(ours, 10), read_rate(theirs, 10)  # warm both
+                rates: dict[str, list[float]] = {"db-tunnel": [], "ssh -L": []}
+                for _ in range(3):  # interleaved: both see the same machine
+                    rates["db-tunnel"].append(read_rate(ours, args.megabytes))
+                    rates["ssh -L"].append(read_rate(theirs, args.megabytes))
+                setup = {
+                    "db-tunnel": connect_times(ours, args.connections),
+                    "ssh -L": connect_times(theirs, args.connections),
+                }
+                ssh.terminate()
+            best = {name: max(values) for name, values in rates.items()}
+            print(f"COPY of {args.megabytes} MB through the tunnel (best of 3, MB/s):")
+            for name, values in rates.items():
+                shown = ", ".join(f"{v:.0f}" for v in values)
+                print(f"  {name:<10} {best[name]:6.0f}   (runs: {shown})")
+            print(f"  ratio db-tunnel / ssh -L: {best['db-tunnel'] / best['ssh -L']:.2f}x")
+            print(f"Connection setup, {args.connections} connections (ms):")
+            for name, times in setup.items():
+                print(
+                    f"  {name:<10} p50 {statistics.median(times) * 1000:6.1f}   "
+                    f"max {times[-1] * 1000:6.1f}"
+                )
+            print(json.dumps({"best_mb_s": best}))
+        finally:
+            for process in (tunnel, ssh):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    process.wait(10)
+            platform.stop()
+
+
+if __name__ == "__main__":
+    main()
