@@ -9,6 +9,7 @@ import socket
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from slipway.api.app import create_app
 from slipway.api.http_limits import HttpLimits, limited_protocol
@@ -29,16 +30,34 @@ class DrainingServer(uvicorn.Server):
     uvicorn's shutdown closes every connection without a request in progress, including one
     whose first request is still on its way: its client sees "disconnected without a
     response" and, the connection being new, cannot tell whether to retry. So we stop
-    accepting first and give such connections a moment to send their request.
+    accepting first and give such connections a moment to send their request. It also closes
+    WebSockets at once; we let them run.
     """
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, except that a WebSocket (a `slipway run` session) is not
+        closed: it runs to its end, however long after the other connections' deadline."""
         for server in self.servers:
             server.close()
         await asyncio.sleep(0.1)  # asyncio finishes setting up the connections it accepted
         if self.server_state.connections:
             await asyncio.sleep(FIRST_REQUEST_GRACE)
-        await super().shutdown(sockets)
+        for connection in list(self.server_state.connections):
+            if not isinstance(connection, WebSocketsSansIOProtocol):
+                connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.timeout_graceful_shutdown or 0)
+        while self.server_state.connections and not self.force_exit:
+            sessions = any(
+                isinstance(c, WebSocketsSansIOProtocol) for c in self.server_state.connections
+            )
+            if not sessions and loop.time() > deadline:
+                for task in self.server_state.tasks:
+                    task.cancel(msg="the graceful shutdown's time is over")
+                break
+            await asyncio.sleep(0.1)
+        if not self.force_exit:
+            await self.lifespan.shutdown()
 
 
 def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:

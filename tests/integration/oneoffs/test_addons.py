@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform = Platform(tmp_path_factory.mktemp("addons"))
     platform.start()
+    platform.run(SLIPWAY, "apps", "create", "blog2")  # no release: add-ons wait for one
     for name in ("shop", "blog"):
         app = platform.new_app(
             name, None, {"Procfile": "web: python3 server.py\n", "server.py": server(name)}
@@ -48,6 +50,16 @@ def add(platform: Platform, app: str, kind: str, *args: str) -> dict[str, Any]:
 def env_of(platform: Platform, app: str) -> dict[str, str]:
     found: dict[str, str] = platform.get(f"/v1/apps/{app}/env")["env"]
     return found
+
+
+def test_two_first_addons_at_once_share_one_new_cluster(platform: Platform) -> None:
+    """The first add-on makes the private cluster: two at once must not make two."""
+    with ThreadPoolExecutor(2) as pool:
+        added = list(pool.map(lambda app: add(platform, app, "postgresql"), ["blog", "blog2"]))
+    for addon, app in zip(added, ["blog", "blog2"], strict=True):
+        psycopg.connect(env_of(platform, app)["DATABASE_URL"]).close()
+        removed = cli(platform, "addons", "remove", addon["id"], "-a", app, "--yes")
+        assert removed.returncode == 0, removed.stderr
 
 
 def test_a_postgresql_addon_is_a_database_of_the_apps_own(platform: Platform) -> None:

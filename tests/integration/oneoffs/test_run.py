@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -118,12 +119,19 @@ def test_a_terminal_gets_a_prompt_resizes_and_ctrl_c(platform: Platform) -> None
     )
     try:
         read_until(primary, b"as run.")
+        read_until(primary, b"$ ")  # bash's first prompt: it drops what is typed before
         os.write(primary, b"export PS1='prompt> '; stty size\r")
         read_until(primary, b"24 80")
         fcntl.ioctl(primary, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
-        time.sleep(0.5)  # the resize travels while nothing else does
-        os.write(primary, b"stty size\r")
-        read_until(primary, b"50 132")
+        # readline drops what is typed while it handles SIGWINCH (in any terminal): ask
+        # again until the answer comes.
+        for attempt in range(5):
+            os.write(primary, b"stty size\r")
+            try:
+                read_until(primary, b"50 132", timeout=2)
+                break
+            except AssertionError:
+                assert attempt < 4, "the new size never reached the one-off"
         os.write(primary, b"sleep 30; echo slept\r")
         time.sleep(1)
         started = time.monotonic()
@@ -266,3 +274,26 @@ def test_bad_run_requests_are_refused_clearly(platform: Platform) -> None:
         [SLIPWAY, "run", "-a", "tools", "true"], env=logged_out, capture_output=True, timeout=60
     )
     assert wrong.returncode == 1 and b"invalid or revoked API token" in wrong.stderr
+
+
+def test_a_one_off_runs_on_through_an_upgrade_of_the_platform(platform: Platform) -> None:
+    """HUP upgrades the API and the runner the session goes through: it is not cut, and
+    the next one-off goes to the new runner."""
+    cli = subprocess.Popen(
+        [SLIPWAY, "run", "-a", "tools", "for i in $(seq 1 16); do echo tick $i; sleep 0.5; done"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=platform.env,
+    )
+    assert cli.stdout is not None
+    assert cli.stdout.readline() == b"tick 1\n"
+    os.kill(platform.up.pid, signal.SIGHUP)
+    assert platform.up.stdout is not None
+    for line in platform.up.stdout:
+        assert "upgrade failed" not in line
+        if line.startswith("  gateway  upgraded"):  # the last one
+            break
+    rest, _ = cli.communicate(timeout=60)
+    assert cli.returncode == 0
+    assert rest.decode().split("\n")[-2] == "tick 16"
+    assert run(platform, "echo again").stdout == b"again\n"
