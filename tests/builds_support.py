@@ -94,6 +94,16 @@ class Platform:
         assert self.up.wait(30) == 0
         self.launch()
 
+    def upgrade(self) -> None:
+        """HUP to ``slipwayd up``: every server upgrades in place; returns once the last one
+        (the gateway) has."""
+        os.kill(self.up.pid, signal.SIGHUP)
+        assert self.up.stdout is not None
+        for line in self.up.stdout:
+            assert "upgrade failed" not in line
+            if line.startswith("  gateway  upgraded"):
+                return
+
     def stop(self) -> None:
         """Destroy every app first: their slugs, caches and Unix users go too."""
         if self.up.poll() is None:

@@ -11,7 +11,6 @@ import atexit
 import contextlib
 import functools
 import getpass
-import glob
 import json
 import os
 import pwd
@@ -26,6 +25,7 @@ from typing import Any, Self
 
 import redis
 
+from slipway.embedded.postgres import bindir
 from slipway.embedded.redis_server import answers_ping, redis_argv
 from slipway.embedded.supervisor import free_port, port_open
 
@@ -214,18 +214,6 @@ class Sshd(_Service):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _postgres_bindir() -> Path:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-    )
-    if candidates:
-        return Path(candidates[-1])
-    initdb = shutil.which("initdb")
-    if initdb is None:
-        raise RuntimeError("PostgreSQL server binaries not found (Debian package: postgresql)")
-    return Path(initdb).parent
-
-
 class Postgres(_Service):
     """A throwaway PostgreSQL cluster (initdb + pg_ctl) with trust auth on a free port.
 
@@ -236,7 +224,7 @@ class Postgres(_Service):
         self.dir = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
         self.data = self.dir / "data"
         self.port = 0
-        self.bindir = _postgres_bindir()
+        self.bindir = bindir()
         self._as_root = os.geteuid() == 0
 
     @property

@@ -159,7 +159,9 @@ async def _relay(websocket: WebSocket, runner: ClientConnection) -> None:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
+            with contextlib.suppress(
+                asyncio.CancelledError, ConnectionClosed, WebSocketDisconnect, RuntimeError
+            ):
                 await task
         await runner.close()
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):

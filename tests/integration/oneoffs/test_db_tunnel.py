@@ -218,3 +218,52 @@ def test_a_dropped_connection_is_made_again(platform: Platform) -> None:
     finally:
         err = tunnel.close()
     assert "reconnect" in err
+
+
+def test_keys_from_the_agent_from_i_and_from_the_ssh_config_are_used(platform: Platform) -> None:
+    """An ECDSA key only in ssh-agent; an RSA key named with -i, then by ~/.ssh/config."""
+    erin = user(platform, "erin")
+    platform.run(SLIPWAY, "collaborators", "add", "erin", "-a", "shop")
+    ssh = Path(erin["HOME"]) / ".ssh"
+    for kind in ("ecdsa", "rsa"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(ssh / f"extra_{kind}")],
+            check=True,
+        )
+        added = subprocess.run(
+            [SLIPWAY, "keys", "add", str(ssh / f"extra_{kind}.pub"), "--name", kind],
+            env=erin, capture_output=True, text=True,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    for name in ("id_ed25519", "id_ed25519.pub"):
+        (ssh / name).unlink()  # only the agent's and -i's keys are left
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True)
+    found = dict(re.findall(r"(SSH_AUTH_SOCK|SSH_AGENT_PID)=([^;]+);", agent.stdout))
+    env = {**erin, **found}
+    try:
+        subprocess.run(["ssh-add", "-q", str(ssh / "extra_ecdsa")], env=env, check=True)
+        (ssh / "extra_ecdsa").rename(ssh / "hidden")  # not on disk where asyncssh looks
+        tunnel = OpenTunnel(env, "--show-password")
+        try:
+            assert psycopg.connect(tunnel.url).execute("SELECT 1").fetchone() == (1,)
+        finally:
+            tunnel.close()
+        without_agent = {k: v for k, v in erin.items() if k != "SSH_AUTH_SOCK"}
+        tunnel = OpenTunnel(without_agent, "-i", str(ssh / "extra_rsa"), "--show-password")
+        try:
+            assert psycopg.connect(tunnel.url).execute("SELECT 1").fetchone() == (1,)
+        finally:
+            tunnel.close()
+        refused = subprocess.run(
+            [SLIPWAY, "db-tunnel", "-a", "shop", "-p", "0"], env=without_agent,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "refused your keys" in refused.stderr
+        (ssh / "config").write_text(f"Host 127.0.0.1\n    IdentityFile {ssh / 'extra_rsa'}\n")
+        tunnel = OpenTunnel(without_agent, "--show-password")
+        try:
+            assert psycopg.connect(tunnel.url).execute("SELECT 1").fetchone() == (1,)
+        finally:
+            tunnel.close()
+    finally:
+        subprocess.run(["kill", found["SSH_AGENT_PID"]], check=False)
