@@ -15,10 +15,11 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
+
+import psutil
 
 from slipway.embedded.redis_server import answers_ping
 from slipway.embedded.supervisor import ServiceError, free_port
@@ -98,17 +99,15 @@ def start(directory: Path) -> None:
 
 
 def stop(directory: Path) -> None:
-    """SIGTERM: it saves its data, then exits."""
-    pid = _pid(directory)
-    if pid is None:
+    """SIGTERM: it saves its data, then exits (SIGKILL after STOP_TIMEOUT)."""
+    process = _process(directory)
+    if process is None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.Error):
+        process.terminate()
+        _, alive = psutil.wait_procs([process], STOP_TIMEOUT)
+        for left in alive:
+            left.kill()
 
 
 def destroy(root: Path, name: str) -> None:
@@ -120,24 +119,13 @@ def servers(root: Path) -> list[Path]:
     return sorted(path.parent for path in root.glob("*/redis.conf"))
 
 
-def _pid(directory: Path) -> int | None:
+def _process(directory: Path) -> psutil.Process | None:
+    """The server its pid file names, if that pid is still a redis-server (not reused)."""
     try:
-        pid = int((directory / "redis.pid").read_text())
-    except (OSError, ValueError):
+        process = psutil.Process(int((directory / "redis.pid").read_text()))
+        return process if "redis-server" in " ".join(process.cmdline()) else None
+    except (OSError, ValueError, psutil.Error):
         return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return pid if b"redis-server" in cmdline.read() else None  # not a reused pid
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _own(path: Path) -> None:

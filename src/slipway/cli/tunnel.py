@@ -99,9 +99,8 @@ def announce(addon: dict[str, Any], url: str | None, port: int, show_password: b
         user = unquote(parts.username or "")
         password = unquote(parts.password or "")
         secret = quote(password, safe="") if show_password else "PASSWORD"
-        credentials = f"{quote(user, safe='')}:{secret}@" if password else ""
-        if user and not password:
-            credentials = f"{quote(user, safe='')}@"
+        credentials = quote(user, safe="") + (f":{secret}" if password else "")
+        credentials += "@" if credentials else ""
         shown = f"{parts.scheme}://{credentials}{local}{parts.path}"
     else:
         shown = f"{addon['kind']} at {local}"

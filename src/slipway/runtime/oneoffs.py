@@ -48,6 +48,7 @@ from slipway.builder.platform import PlatformApi
 from slipway.runtime import releases
 from slipway.runtime.cgroups import SIZES, Group
 from slipway.runtime.instances import Instance, launcher
+from slipway.runtime.state import still_running
 
 if TYPE_CHECKING:
     from slipway.runtime.runner import Runner
@@ -81,6 +82,8 @@ class OneOff:
     command: str
     tty: bool
     detached: bool
+    directory: Path  # the release, unpacked
+    user: AppUser | None
     started_at: float = field(default_factory=time.time)
     process: asyncio.subprocess.Process | None = None
     group: Group | None = None
@@ -236,16 +239,19 @@ class OneOffServer:
                 app_uid, release["slug_id"], slug
             )
         user = ensure_app_user(app_uid)
-        releases.unpack(self.runner.releases_dir, app_uid, int(release["version"]), slug, user)
+        version = int(release["version"])
+        directory = releases.unpack(self.runner.releases_dir, app_uid, version, slug, user)
         index = int(self.runner.redis.incr(f"slipway:run:{app_uid}"))
         one_off = OneOff(
             app=release["app"],
             app_uid=app_uid,
-            version=int(release["version"]),
+            version=version,
             index=index,
             command=str(request["command"]),
             tty=bool(request.get("tty")),
             detached=bool(request.get("detached")),
+            directory=directory,
+            user=user,
         )
         size = request.get("size") or self.settings.instance_size
         if size not in SIZES:
@@ -257,10 +263,8 @@ class OneOffServer:
         return one_off
 
     async def _start(self, one_off: OneOff, request: dict[str, Any], staged: Path | None) -> None:
-        release = request["release"]
-        user = ensure_app_user(one_off.app_uid)
-        directory = self.runner.releases_dir / one_off.app_uid / f"v{one_off.version}"
-        env = self._environment(one_off, request, directory, staged, user)
+        user = one_off.user
+        env = self._environment(one_off, request, staged)
         argv = launcher(one_off.command, user, one_off.group)
         if staged is not None and user is not None:
             size = sum(int(f["size"]) for f in request["files"]) + 2**20
@@ -269,57 +273,41 @@ class OneOffServer:
                 *("/bin/bash", "-c", UPLOADS, "slipway-uploads", str(staged)),
                 *(f"{user.uid}:{user.gid}", str(size), *argv),
             ]
+        opened: list[int] = []  # ours to close once the process has its copies
+        stdio: tuple[Any, Any, Any]
         if one_off.tty:
             primary, secondary = pty.openpty()
-            _set_size(secondary, request.get("cols"), request.get("rows"))
-            try:
-                one_off.process = await asyncio.create_subprocess_exec(
-                    *("setsid", "--ctty", *argv),  # the terminal is its controlling one
-                    stdin=secondary,
-                    stdout=secondary,
-                    stderr=secondary,
-                    cwd=directory,
-                    env=env,
-                    umask=0o077,
-                )
-            except BaseException:
-                os.close(primary)
-                raise
-            finally:
-                os.close(secondary)
             one_off.terminal = primary
+            opened.append(secondary)
+            _set_size(secondary, request.get("cols"), request.get("rows"))
+            argv = ["setsid", "--ctty", *argv]  # the terminal is its controlling one
+            stdio = (secondary, secondary, secondary)
         elif one_off.detached:
             base = self.runner.logs_dir / one_off.app_uid / f"run-{one_off.index}-{one_off.port}"
             self.runner.logs.watch(base, one_off.app_uid, one_off.name, one_off.version)
-            stdout = await asyncio.to_thread(open, base.with_name(f"{base.name}.stdout"), "ab")
-            stderr = await asyncio.to_thread(open, base.with_name(f"{base.name}.stderr"), "ab")
-            try:
-                one_off.process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=stderr,
-                    cwd=directory,
-                    env=env,
-                    start_new_session=True,
-                    umask=0o077,
-                )
-            finally:
-                stdout.close()
-                stderr.close()
             one_off.log_base = base
+            for stream in ("stdout", "stderr"):
+                path = base.with_name(f"{base.name}.{stream}")
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                opened.append(await asyncio.to_thread(os.open, path, flags, 0o600))
+            stdio = (asyncio.subprocess.DEVNULL, opened[0], opened[1])
         else:
+            stdio = (asyncio.subprocess.PIPE,) * 3
+        try:
             one_off.process = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=directory,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+                cwd=one_off.directory,
                 env=env,
-                start_new_session=True,
+                start_new_session=not one_off.tty,  # setsid makes a tty's session
                 umask=0o077,
                 limit=frames.CHUNK,
             )
+        finally:
+            for descriptor in opened:
+                os.close(descriptor)
         self._record(one_off)
         user_name = request.get("user") or "someone"
         self.runner.logs.event(
@@ -327,27 +315,22 @@ class OneOffServer:
             f"{one_off.name} started by {user_name}: {one_off.command}"
             + (" (detached)" if one_off.detached else ""),
             one_off.name,
-            int(release["version"]),
+            one_off.version,
         )
 
     def _environment(
-        self,
-        one_off: OneOff,
-        request: dict[str, Any],
-        directory: Path,
-        staged: Path | None,
-        user: AppUser | None,
+        self, one_off: OneOff, request: dict[str, Any], staged: Path | None
     ) -> dict[str, str]:
         release = request["release"]
         instance = Instance(
             one_off.app, one_off.app_uid, one_off.version, "run", one_off.index, "", one_off.port
         )
-        env = instance.environment(dict(release["config"]), release["commit"], directory)
+        env = instance.environment(dict(release["config"]), release["commit"], one_off.directory)
         env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
         if one_off.tty:
             env["TERM"] = str(request.get("term") or "xterm-256color")
         if staged is not None:  # without root, no mount namespace: the runner's copy
-            env["UPLOADS"] = "/tmp/uploads" if user is not None else str(staged)  # noqa: S108
+            env["UPLOADS"] = "/tmp/uploads" if one_off.user else str(staged)  # noqa: S108
         return env
 
     # -- attached ----------------------------------------------------------------------------
@@ -439,12 +422,12 @@ class OneOffServer:
 
     async def _watch_detached(self, one_off: OneOff) -> None:
         assert one_off.process is not None
-        code = await one_off.process.wait()
+        await one_off.process.wait()
         if one_off.log_base is not None:
             self.runner.logs.close(one_off.log_base)
-        await self._end(one_off, code)
+        await self._end(one_off)
 
-    async def _end(self, one_off: OneOff, code: int | None = None) -> None:
+    async def _end(self, one_off: OneOff) -> None:
         """Stop what is left of it (its session, or its cgroup), and forget it."""
         process = one_off.process
         if process is not None and process.returncode is None:
@@ -458,7 +441,7 @@ class OneOffServer:
                 os.killpg(process.pid, signal.SIGKILL)
             if process.returncode is None:
                 await process.wait()
-            code = process.returncode
+        code = process.returncode if process is not None else None
         if one_off.group is not None:
             for pid in one_off.group.pids():
                 with contextlib.suppress(ProcessLookupError):
@@ -526,10 +509,10 @@ def stop_left_over(data_dir: Path) -> int:
     """One-offs a runner left running (`up` stops them with the platform)."""
     count = 0
     for path in (data_dir / "runner" / PIDS).glob("*.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError, psutil.Error):
+        with contextlib.suppress(OSError, ValueError, KeyError):
             record = json.loads(path.read_text())
-            process = psutil.Process(int(record["pid"]))
-            if abs(process.create_time() - float(record["started_at"])) < 1:
+            process = still_running(int(record["pid"]), float(record["started_at"]))
+            if process is not None:
                 os.killpg(process.pid, signal.SIGKILL)
                 count += 1
         path.unlink(missing_ok=True)

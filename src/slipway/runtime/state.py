@@ -34,15 +34,21 @@ class InstanceRecord:
 
     def process(self) -> psutil.Process | None:
         """Its process, if it still runs."""
-        try:
-            process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.started_at) > 1.0:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return process
-        except psutil.Error:
+        return still_running(self.pid, self.started_at)
+
+
+def still_running(pid: int, started_at: float) -> psutil.Process | None:
+    """Process ``pid`` if it runs and is the one that started at ``started_at`` (psutil's
+    create_time), not another that reused its pid."""
+    try:
+        process = psutil.Process(pid)
+        if abs(process.create_time() - started_at) > 1.0:
             return None
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process
+    except psutil.Error:
+        return None
 
 
 @dataclass(frozen=True)
