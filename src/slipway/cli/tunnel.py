@@ -9,7 +9,6 @@ again by the next local connection, or within seconds in the background.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,6 +62,8 @@ def db_tunnel(
     gateway = urlsplit(found["git_remote"])
     if identity is not None and not identity.is_file():
         raise CliError(f"no key file at {identity}")
+    import uvloop
+
     from slipway.cli.tunnel_client import Tunnel  # asyncssh takes 0.3 s to import
 
     tunnel = Tunnel(
@@ -76,7 +77,9 @@ def db_tunnel(
     variable = chosen["variables"][0] if chosen["variables"] else None
     try:
         url = env.get(variable or "")
-        asyncio.run(tunnel.serve(port, lambda bound: announce(chosen, url, bound, show_password)))
+        # uvloop: reads into a buffer of its own and runs the protocols' callbacks in C,
+        # which makes the tunnel about 15 % faster than asyncio's loop (bench/tunnel.py).
+        uvloop.run(tunnel.serve(port, lambda bound: announce(chosen, url, bound, show_password)))
     except KeyboardInterrupt:
         print("Tunnel closed.", file=sys.stderr)
 

@@ -13,8 +13,8 @@ from typing import Any
 import asyncssh
 
 from slipway.cli.errors import CliError
+from slipway.tcp_relay import ChannelEnd, SocketEnd
 
-CHUNK = 256 * 1024
 RECONNECT_EVERY = (1, 2, 5, 10)  # seconds between attempts, the last one repeated
 KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 # Larger than SSH's usual 32 KiB packets: the gateway sends fewer, and each costs Python
@@ -54,11 +54,14 @@ class Tunnel:
         self.identity = identity
         self.connection: asyncssh.SSHClientConnection | None = None
         self._connecting = asyncio.Lock()
+        self._opening: set[asyncio.Task[None]] = set()
 
     async def serve(self, local_port: int, ready: Any) -> None:
         await self.connect()
         try:
-            server = await asyncio.start_server(self._forward, "127.0.0.1", local_port)
+            server = await asyncio.get_running_loop().create_server(
+                self._accepted, "127.0.0.1", local_port
+            )
         except OSError as error:
             raise CliError(
                 f"cannot listen on 127.0.0.1:{local_port}: {error.strerror}; choose another "
@@ -118,12 +121,19 @@ class Tunnel:
                 self.connection = None
                 await asyncio.sleep(delay)
 
-    async def _forward(
-        self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter
-    ) -> None:
+    def _accepted(self) -> SocketEnd:
+        """A local connection: it waits, not read, until its channel is open."""
+        local = SocketEnd()
+        opening = asyncio.get_running_loop().create_task(self._open_channel(local))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
+        return local
+
+    async def _open_channel(self, local: SocketEnd) -> None:
         try:
             connection = await self.connect()
-            remote_reader, remote_writer = await connection.open_connection(
+            await connection.create_connection(
+                lambda: ChannelEnd(local),
                 self.destination,
                 self.destination_port,
                 window=WINDOW,
@@ -131,25 +141,10 @@ class Tunnel:
             )
         except asyncssh.ChannelOpenError as refusal:
             print(f"slipway: the gateway refused the tunnel: {refusal.reason}", file=sys.stderr)
-            local_writer.close()
-            return
+            local.close()
         except (CliError, OSError, asyncssh.Error) as error:
             print(f"slipway: {getattr(error, 'message', error)}", file=sys.stderr)
-            local_writer.close()
-            return
-        await asyncio.gather(_copy(local_reader, remote_writer), _copy(remote_reader, local_writer))
-
-
-async def _copy(reader: Any, writer: Any) -> None:
-    """One direction, until its end (then the other side sees EOF)."""
-    with contextlib.suppress(OSError, asyncssh.Error, ConnectionError):
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-            return
-    writer.close()
+            local.close()
 
 
 async def trust_on_first_use(host: str, port: int) -> None:

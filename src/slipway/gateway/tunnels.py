@@ -14,85 +14,30 @@ import asyncssh
 
 from slipway.gateway.control import ControlPlane, ControlPlaneError
 from slipway.store.names import APP_NAME
+from slipway.tcp_relay import ChannelEnd, SocketEnd
 
 log = logging.getLogger("slipway.gateway")
-CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0
 TUNNEL_ADDON = re.compile(r"db|ad-[0-9]{1,9}")
 
 
-class TunnelSession(asyncssh.SSHTCPSession[bytes]):
-    """Relays bytes between an SSH channel and a TCP connection, with backpressure both
-    ways (the SSH window on one side, the socket's write buffer on the other)."""
+class TunnelSession(ChannelEnd):
+    """A tunnel the gateway serves, ended when the user's access to the app goes."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        app: str,
-        repository: str | None,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, database: SocketEnd, app: str, repository: str | None) -> None:
+        super().__init__(database)
         self.app = app
         self.repository = repository  # the app's uid when the tunnel was allowed
         self.on_close: Callable[[], None] = lambda: None
-        self.channel: asyncssh.SSHTCPChannel[bytes] | None = None
-        self._can_send = asyncio.Event()
-        self._can_send.set()
-        self._relay: asyncio.Task[None] | None = None
-
-    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
-        self.channel = chan
-
-    def session_started(self) -> None:
-        self._relay = asyncio.get_running_loop().create_task(self._to_client())
-
-    async def _to_client(self) -> None:
-        assert self.channel is not None
-        try:
-            while data := await self.reader.read(CHUNK):
-                await self._can_send.wait()
-                self.channel.write(data)
-            self.channel.write_eof()  # the database has hung up: so does the tunnel
-        except (OSError, asyncssh.Error):
-            pass
-        self.channel.close()
-
-    def pause_writing(self) -> None:
-        self._can_send.clear()
-
-    def resume_writing(self) -> None:
-        self._can_send.set()
-
-    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self.writer.write(data)
-        if self.writer.transport.get_write_buffer_size() > 4 * CHUNK and self.channel:
-            self.channel.pause_reading()
-            asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            await self.writer.drain()
-        except OSError:
-            return
-        if self.channel:
-            self.channel.resume_reading()
-
-    def eof_received(self) -> bool:
-        if self.writer.can_write_eof():
-            self.writer.write_eof()
-        return True  # keep receiving the database's answer
 
     def close(self) -> None:
         """End the tunnel (access to the app was revoked)."""
         if self.channel is not None:
             self.channel.close()
+        self.socket.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.writer.close()
-        if self._relay:
-            self._relay.cancel()
+        super().connection_lost(exc)
         self.on_close()  # the connection may open another channel in its place
 
 
@@ -119,8 +64,9 @@ async def open_tunnel(control: ControlPlane, user: str, destination: str) -> Tun
         )
     host, port = grant.database
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), CONNECT_TIMEOUT
+        _, database = await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(SocketEnd, host, port),
+            CONNECT_TIMEOUT,
         )
     except (OSError, TimeoutError) as error:
         log.warning("tunnel to %s's database at %s:%s failed: %s", name, host, port, error)
@@ -128,4 +74,4 @@ async def open_tunnel(control: ControlPlane, user: str, destination: str) -> Tun
             asyncssh.OPEN_CONNECT_FAILED, f"{name}'s database does not answer"
         ) from None
     log.info("tunnel opened", extra={"user": user, "app": name})
-    return TunnelSession(reader, writer, name, grant.repository_id)
+    return TunnelSession(database, name, grant.repository_id)

@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncssh
 import psycopg
@@ -267,3 +269,24 @@ def test_keys_from_the_agent_from_i_and_from_the_ssh_config_are_used(platform: P
             tunnel.close()
     finally:
         subprocess.run(["kill", found["SSH_AGENT_PID"]], check=False)
+
+
+def test_a_half_closed_connection_gets_its_whole_answer(platform: Platform) -> None:
+    """A client that sends everything, then shuts its side down, still reads the whole
+    answer and then the end: 4 MB each way through a Redis add-on, as with ``ssh -L``."""
+    added = json.loads(platform.run(SLIPWAY, "addons", "add", "redis", "-a", "shop", "--json"))
+    tunnel = OpenTunnel(platform.env, "--show-password", added["id"])
+    try:
+        password = urlsplit(tunnel.url).password or ""
+        body = os.urandom(2 * 1024 * 1024).hex().encode()
+        with socket.create_connection(("127.0.0.1", tunnel.port), timeout=30) as client:
+            auth = f"AUTH {password}\r\n".encode()
+            client.sendall(auth + b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(body), body))
+            client.shutdown(socket.SHUT_WR)
+            answer = bytearray()
+            while chunk := client.recv(1 << 16):
+                answer += chunk
+        assert bytes(answer) == b"+OK\r\n$%d\r\n%s\r\n" % (len(body), body)
+    finally:
+        tunnel.close()
+        platform.run(SLIPWAY, "addons", "remove", added["id"], "-a", "shop", "--yes")
