@@ -226,9 +226,10 @@ async def hold_sessions(
 
 
 def push_and_housekeep(platform: Platform, work: Path) -> Path:
-    """Push ``work`` to the app fresh through the gateway; wait for the worker's repack."""
+    """Push ``work`` to the app fresh through the gateway, to a branch that does not deploy
+    (it has nothing to build); wait for the worker's repack."""
     started = time.perf_counter()
-    git(platform.env, "-C", str(work), "push", "-q", platform.fresh_url, "main")
+    git(platform.env, "-C", str(work), "push", "-q", platform.fresh_url, "main:stored")
     pushed = time.perf_counter() - started
     repository = platform.repository(platform.fresh_uid)
     packs = repository / "objects" / "pack"
