@@ -4,8 +4,8 @@ Why not a database number or an ACL user on the platform's Redis: numbers are no
 boundary (any client may SELECT another) and the platform's Redis holds jobs and logs; an
 ACL key prefix would make every app rewrite its keys. A server per add-on gives each app
 its own password, memory limit (the plan) and files, as the ``redis`` user, on a loopback
-port. Its files are in ``ROOT/NAME``; ``slipwayd up`` starts them when it starts and stops
-them when it stops.
+port. Its files are in ``ROOT/NAME``; ``slipwayd up`` starts them when it starts, starts
+again one that died, and stops them when it stops.
 """
 
 from __future__ import annotations
@@ -23,16 +23,22 @@ import psutil
 
 from slipway.embedded.redis_server import answers_ping
 from slipway.embedded.supervisor import ServiceError, free_port
+from slipway.filelock import exclusive
 
 PLANS = {"dev": 64, "standard": 256, "large": 1024}  # maxmemory, MB
 DEFAULT_PLAN = "dev"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+LOCK = ".lock"  # in the add-ons' root: making, removing and reviving take turns
 
 
 def create(root: Path, name: str, plan: str) -> tuple[str, int]:
     """Start a new server; its ``REDIS_URL`` and port."""
-    directory = root / name
+    with exclusive(root / LOCK):  # `up` must not start it twice while it is made
+        return _create(root / name, plan)
+
+
+def _create(directory: Path, plan: str) -> tuple[str, int]:
     directory.mkdir(mode=0o700, parents=True)
     password = secrets.token_urlsafe(24)
     port = free_port()
@@ -64,7 +70,7 @@ def create(root: Path, name: str, plan: str) -> tuple[str, int]:
     try:
         start(directory)
     except ServiceError:
-        destroy(root, name)
+        _remove(directory)
         raise
     return url_of(directory), port
 
@@ -77,10 +83,11 @@ def url_of(directory: Path) -> str:
     return f"redis://:{config['requirepass']}@127.0.0.1:{config['port']}/0"
 
 
-def start(directory: Path) -> None:
+def start(directory: Path) -> bool:
+    """Start the server unless it answers already: whether it had to."""
     url = url_of(directory)
     if answers_ping(url):
-        return
+        return False
     as_redis = ["runuser", "-u", "redis", "--"] if os.geteuid() == 0 else []
     started = subprocess.run(
         [*as_redis, "redis-server", str(directory / "redis.conf")],
@@ -96,6 +103,15 @@ def start(directory: Path) -> None:
                 f"the Redis add-on {directory.name} did not start; see {directory / 'redis.log'}"
             )
         time.sleep(0.05)
+    return True
+
+
+def revive(directory: Path) -> bool:
+    """Start the server again if it died (killed, crashed): whether it had to."""
+    with exclusive(directory.parent / LOCK):  # not while it is made or removed
+        if _process(directory) is not None or not (directory / "redis.conf").exists():
+            return False
+        return start(directory)
 
 
 def stop(directory: Path) -> None:
@@ -111,8 +127,13 @@ def stop(directory: Path) -> None:
 
 
 def destroy(root: Path, name: str) -> None:
-    stop(root / name)
-    shutil.rmtree(root / name, ignore_errors=True)
+    with exclusive(root / LOCK):
+        _remove(root / name)
+
+
+def _remove(directory: Path) -> None:
+    stop(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def servers(root: Path) -> list[Path]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 
@@ -42,6 +44,7 @@ class Services:
         self.root = traversable_dir(root / "addons")
         self.private_postgres = PrivatePostgres(self.root / "postgresql")
         self.redis_root = traversable_dir(self.root / "redis")
+        self._failing: set[str] = set()  # servers reported as unable to start
 
     def postgres(self) -> Server:
         admin = self.settings.postgres_admin_url
@@ -75,15 +78,36 @@ class Services:
     def start_all(self) -> None:
         """The servers in the data dir (at `up`'s start): a failing one is reported, the
         others start."""
-        try:
-            self.private_postgres.start_if_present()
-        except ServiceError as error:
-            print(f"  add-ons: {error}", flush=True)
-        for directory in redis.servers(self.redis_root):
+        for _, start in self._servers():
             try:
-                redis.start(directory)
+                start()
             except ServiceError as error:
                 print(f"  add-ons: {error}", flush=True)
+
+    def keep_running(self) -> None:
+        """Start again a server that died since (`up` calls this every few seconds): apps
+        get their database back without an operator. One that cannot start is reported
+        once, until it starts."""
+        for name, start in self._servers():
+            try:
+                if start():
+                    log.warning("%s was down: started again", name)
+                    print(f"  add-ons: {name} was down: started again", flush=True)
+                self._failing.discard(name)
+            except ServiceError as error:
+                if name not in self._failing:
+                    log.error("%s is down and cannot start: %s", name, error)
+                    print(f"  add-ons: {name} is down and cannot start: {error}", flush=True)
+                self._failing.add(name)
+
+    def _servers(self) -> list[tuple[str, Callable[[], bool]]]:
+        """Each server in the data dir, with what starts it if it is down."""
+        found: list[tuple[str, Callable[[], bool]]] = [
+            ("the add-ons' PostgreSQL", self.private_postgres.start_if_present)
+        ]
+        for directory in redis.servers(self.redis_root):
+            found.append((f"the Redis add-on {directory.name}", partial(redis.revive, directory)))
+        return found
 
     def stop_all(self) -> None:
         for directory in redis.servers(self.redis_root):

@@ -73,6 +73,7 @@ def _listen(host: str, port: int, setting: str) -> socket.socket:
 
 
 PLATFORM_JOBS = "slipway.builder.jobs"
+ADDON_CHECK_SECONDS = 5.0  # how soon an add-on server that died is started again
 
 
 def _embedded_services(settings: Settings) -> list[Service]:
@@ -218,7 +219,10 @@ def up(
         typer.echo("slipwayd up: interrupted while starting; stopped everything", err=True)
         raise typer.Exit(130) from None
     try:
-        exited = supervisor.wait(announce=lambda: _banner(settings, supervisor))
+        exited = supervisor.wait(
+            announce=lambda: _banner(settings, supervisor),
+            every=(ADDON_CHECK_SECONDS, addon_services.keep_running),
+        )
         supervisor.stop()
     finally:
         stop_apps(settings)

@@ -78,10 +78,16 @@ class PrivatePostgres:
                 self._start()
         return self.server()
 
-    def start_if_present(self) -> None:
-        if self.exists and not self.running():
-            with exclusive(self.root / ".lock"):
-                self._start()
+    def start_if_present(self) -> bool:
+        """Start the cluster if it exists and is down (at `up`'s start, or after it died):
+        whether it had to."""
+        if not self.exists or self.running():
+            return False
+        with exclusive(self.root / ".lock"):
+            if self.running():
+                return False
+            self._start()
+            return True
 
     def running(self) -> bool:
         return self.exists and self._pg_ctl("status").returncode == 0

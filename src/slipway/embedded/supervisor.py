@@ -193,10 +193,14 @@ class Supervisor:
                 )
                 print(f"  {service.name:<8} upgrade failed, still serving: {error}", flush=True)
 
-    def wait(self, announce: Callable[[], None] | None = None) -> Service | None:
+    def wait(
+        self,
+        announce: Callable[[], None] | None = None,
+        every: tuple[float, Callable[[], None]] | None = None,
+    ) -> Service | None:
         """Block until SIGINT/SIGTERM (returns None) or a child exits (returns it); SIGHUP
         upgrades in between. ``announce`` runs once the signals are ours: whoever it tells
-        that we run may stop us at once."""
+        that we run may stop us at once. ``every`` is (seconds, a check to run that often)."""
 
         def request_stop(signum: int, frame: object) -> None:
             self._stopping = True
@@ -213,10 +217,14 @@ class Supervisor:
         try:
             if announce is not None:
                 announce()
+            next_check = time.monotonic()
             while not self._stopping:
                 if self._upgrade_requested:
                     self._upgrade_requested = False
                     self.upgrade()
+                if every is not None and time.monotonic() >= next_check:
+                    every[1]()
+                    next_check = time.monotonic() + every[0]
                 for service in self.services:
                     service.reap()
                     if service.returncode is not None:

@@ -4,6 +4,8 @@ app's own, their URLs in its config (a new release), and nothing left once remov
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +15,11 @@ import psycopg
 import pytest
 import redis
 
+from slipway.embedded.postgres import bindir
 from tests.builds_support import SLIPWAY, Platform
+from tests.integration.oneoffs.test_run import read_until
 from tests.integration.runtime.test_deploys import answers, server
+from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -114,6 +119,51 @@ def test_a_redis_addon_is_a_server_with_a_password(platform: Platform) -> None:
     assert "REDIS_URL" not in env_of(platform, "blog")
     with pytest.raises(redis.ConnectionError):
         client.ping()
+
+
+def test_an_addon_server_that_dies_is_started_again_with_its_data(platform: Platform) -> None:
+    """`up` checks every few seconds: a Redis killed outright and a PostgreSQL that
+    crashed (an immediate stop) serve again, with what they had, and `up` says so."""
+    added = add(platform, "blog", "redis")
+    client = redis.Redis.from_url(env_of(platform, "blog")["REDIS_URL"])
+    client.set("kept", "through the crash")
+    client.bgrewriteaof()  # on disk for sure, not within appendfsync's second
+    wait_until(
+        lambda: (
+            client.info("persistence")["aof_rewrite_in_progress"] == 0
+            and client.info("persistence")["aof_rewrite_scheduled"] == 0
+        ),
+        10,
+        "the AOF rewrite",
+    )
+    port = client.connection_pool.connection_kwargs["port"]
+    [directory] = [
+        conf.parent
+        for conf in platform.apps_dir.glob("addons/redis/*/redis.conf")
+        if f"port {port}\n" in conf.read_text()
+    ]
+    os.kill(int((directory / "redis.pid").read_text()), signal.SIGKILL)
+    assert platform.up.stdout is not None
+    said = read_until(platform.up.stdout.fileno(), b"was down: started again", 20)
+    assert f"the Redis add-on {directory.name}".encode() in said
+    assert redis.Redis.from_url(env_of(platform, "blog")["REDIS_URL"]).get("kept") == (
+        b"through the crash"
+    )
+    assert cli(platform, "addons", "remove", added["id"], "-a", "blog", "--yes").returncode == 0
+
+    shop = env_of(platform, "shop")["DATABASE_URL"]  # its orders table, from a test above
+    cluster = platform.apps_dir / "addons" / "postgresql"
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg_ctl = str(bindir() / "pg_ctl")
+    crashed = subprocess.run(
+        [*as_postgres, pg_ctl, "-D", str(cluster / "data"), "-m", "immediate", "stop"],
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == 0, crashed.stderr
+    read_until(platform.up.stdout.fileno(), b"PostgreSQL was down: started again", 30)
+    with psycopg.connect(shop) as connection:
+        assert connection.execute("SELECT id FROM orders").fetchall() == [(1,)]
 
 
 def test_removing_an_addon_unsets_its_variables_and_drops_its_data(platform: Platform) -> None:
