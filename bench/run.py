@@ -19,8 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.builds_support import SLIPWAY, Platform  # noqa: E402
-from tests.integration.runtime.test_deploys import answers, server  # noqa: E402
+from tests.builds_support import SLIPWAY, Platform, web_app  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], data: bytes = b"") -> tuple[float, bytes]:
@@ -38,11 +37,9 @@ def main() -> None:
         platform = Platform(Path(root))
         platform.start()
         try:
-            app = platform.new_app(
-                "bench", None, {"Procfile": "web: python3 server.py\n", "server.py": server("b")}
-            )
+            app = platform.new_app("bench", None, web_app("b"))
             assert platform.push(app).returncode == 0
-            answers(platform, "bench", "b pid=")
+            platform.answers("bench", "b pid=")
             run = [SLIPWAY, "run", "-a", "bench", "--"]
             timed([*run, "true"], platform.env)  # the release is unpacked once
             times = sorted(timed([*run, "true"], platform.env)[0] for _ in range(args.runs))

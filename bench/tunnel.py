@@ -24,8 +24,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.builds_support import SLIPWAY, Platform  # noqa: E402
-from tests.integration.runtime.test_deploys import answers, server  # noqa: E402
+from tests.builds_support import SLIPWAY, Platform, web_app  # noqa: E402
 from tests.services import Sshd, wait_until  # noqa: E402
 
 from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
@@ -74,11 +73,9 @@ def main() -> None:
         platform.start()
         tunnel = ssh = None
         try:
-            app = platform.new_app(
-                "bench", None, {"Procfile": "web: python3 server.py\n", "server.py": server("b")}
-            )
+            app = platform.new_app("bench", None, web_app("b"))
             assert platform.push(app).returncode == 0
-            answers(platform, "bench", "b pid=")
+            platform.answers("bench", "b pid=")
             platform.run(SLIPWAY, "addons", "add", "postgresql", "-a", "bench")
             url = platform.get("/v1/apps/bench/env")["env"]["DATABASE_URL"]
             database = urlsplit(url)

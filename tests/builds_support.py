@@ -23,12 +23,43 @@ from slipway.applog import stream_key
 from slipway.deployment_states import RUNNING, STARTING
 from slipway.embedded.supervisor import free_port
 from slipway.jobs.connection import sync_redis
-from tests.services import apps_dir
+from tests.services import apps_dir, wait_until
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 SAMPLE_APPS = Path(__file__).parent / "apps"
 BUILD_TIMEOUT = 40  # seconds: the platform's limit in these tests
+
+WEB_SERVER = """\
+import contextlib
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{os.environ.get('GREETING', 'hello')} {VERSION} pid={os.getpid()}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
+"""
+
+
+def server(version: str) -> str:
+    """A web app's code that answers ``GREETING VERSION pid=PID`` (GREETING: its config)."""
+    return WEB_SERVER.replace("VERSION", repr(version))
+
+
+def web_app(version: str) -> dict[str, str]:
+    """The files of an app made of ``server(version)``: no build step, ready at once."""
+    return {"Procfile": "web: python3 server.py\n", "server.py": server(version)}
 
 
 @dataclass
@@ -255,6 +286,22 @@ class Platform:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} in the log of {app}")
             time.sleep(0.1)
+
+    def answers(self, app: str, text: str, timeout: float = 60) -> str:
+        """Wait until the app answers with ``text`` in its body; the body."""
+        found = ""
+
+        def check() -> bool:
+            nonlocal found
+            try:
+                response = self.visit(app)
+            except httpx.HTTPError:
+                return False
+            found = response.text
+            return response.status_code == 200 and text in found
+
+        wait_until(check, timeout, f"{app} to answer {text!r} (last: {found!r})")
+        return found
 
     def visit(self, app: str, path: str = "/") -> httpx.Response:
         """The app, through the router, as a browser reaches it at http://APP.localhost/."""

@@ -16,9 +16,8 @@ import pytest
 import redis
 
 from slipway.embedded.postgres import bindir
-from tests.builds_support import SLIPWAY, Platform
+from tests.builds_support import SLIPWAY, Platform, web_app
 from tests.integration.oneoffs.test_run import read_until
-from tests.integration.runtime.test_deploys import answers, server
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -30,11 +29,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform.start()
     platform.run(SLIPWAY, "apps", "create", "blog2")  # no release: add-ons wait for one
     for name in ("shop", "blog"):
-        app = platform.new_app(
-            name, None, {"Procfile": "web: python3 server.py\n", "server.py": server(name)}
-        )
+        app = platform.new_app(name, None, web_app(name))
         assert platform.push(app).returncode == 0
-        answers(platform, name, f"{name} pid=")
+        platform.answers(name, f"{name} pid=")
     yield platform
     platform.stop()
 

@@ -20,9 +20,8 @@ import asyncssh
 import psycopg
 import pytest
 
-from tests.builds_support import SLIPWAY, SLIPWAYD, Platform
+from tests.builds_support import SLIPWAY, SLIPWAYD, Platform, web_app
 from tests.integration.oneoffs.test_run import read_until
-from tests.integration.runtime.test_deploys import answers, server
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -33,11 +32,9 @@ OPEN = re.compile(r"open on 127\.0\.0\.1:(\d+)")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform = Platform(tmp_path_factory.mktemp("tunnel"))
     platform.start()
-    app = platform.new_app(
-        "shop", None, {"Procfile": "web: python3 server.py\n", "server.py": server("shop")}
-    )
+    app = platform.new_app("shop", None, web_app("shop"))
     assert platform.push(app).returncode == 0
-    answers(platform, "shop", "shop pid=")
+    platform.answers("shop", "shop pid=")
     added = json.loads(platform.run(SLIPWAY, "addons", "add", "postgresql", "-a", "shop", "--json"))
     wait_until(
         lambda: platform.releases("shop")[0]["version"] == added["release_version"],

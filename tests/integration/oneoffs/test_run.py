@@ -17,8 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.builds_support import SLIPWAY, Platform
-from tests.integration.runtime.test_deploys import answers, server
+from tests.builds_support import SLIPWAY, Platform, server
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,7 +42,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     )
     pushed = platform.push(app)
     assert pushed.returncode == 0, pushed.stderr
-    answers(platform, "tools", "tools pid=")
+    platform.answers("tools", "tools pid=")
     yield platform
     platform.stop()
 

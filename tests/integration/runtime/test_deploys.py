@@ -17,36 +17,11 @@ import httpx
 import psutil
 import pytest
 
-from tests.builds_support import SLIPWAY, Platform
+from tests.builds_support import SLIPWAY, Platform, server, web_app
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 BOOT_TIMEOUT = 5  # seconds: this platform's limit for a web instance to listen
-
-SERVER = """\
-import contextlib
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{os.environ.get('GREETING', 'hello')} {VERSION} pid={os.getpid()}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
-"""
-
-
-def server(version: str) -> str:
-    return SERVER.replace("VERSION", repr(version))
 
 
 @pytest.fixture(scope="module")
@@ -59,28 +34,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform.stop()
 
 
-def answers(platform: Platform, app: str, text: str, timeout: float = 60) -> str:
-    """Wait until the app answers with ``text`` in its body; the body."""
-    found = ""
-
-    def check() -> bool:
-        nonlocal found
-        try:
-            response = platform.visit(app)
-        except httpx.HTTPError:
-            return False
-        found = response.text
-        return response.status_code == 200 and text in found
-
-    wait_until(check, timeout, f"{app} to answer {text!r} (last: {found!r})")
-    return found
-
-
 def test_a_pushed_app_answers_at_its_host(platform: Platform) -> None:
     app = platform.new_app("runs", "python")
     pushed = platform.push(app)
     assert pushed.returncode == 0, pushed.stderr
-    assert answers(platform, "runs", "hello from python") == "hello from python\n"
+    assert platform.answers("runs", "hello from python") == "hello from python\n"
     assert platform.visit("nobody").status_code == 404
     # `slipwayd up` tells its operator where the app is.
     assert platform.up.stdout is not None
@@ -91,17 +49,15 @@ def test_a_pushed_app_answers_at_its_host(platform: Platform) -> None:
 
 
 def test_deploys_and_config_changes_switch_with_no_failed_request(platform: Platform) -> None:
-    app = platform.new_app(
-        "switching", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
+    app = platform.new_app("switching", None, web_app("v1"))
     assert platform.push(app).returncode == 0
-    answers(platform, "switching", "hello v1")
+    platform.answers("switching", "hello v1")
     with load(platform, "switching") as counts:
         platform.commit(app, {"server.py": server("v2")})
         assert platform.push(app).returncode == 0
-        answers(platform, "switching", "hello v2")
+        platform.answers("switching", "hello v2")
         platform.run(SLIPWAY, "env", "set", "GREETING=bonjour", cwd=app)
-        answers(platform, "switching", "bonjour v2")
+        platform.answers("switching", "bonjour v2")
     assert counts["failed"] == 0, counts
 
 
@@ -140,15 +96,13 @@ def load(platform: Platform, app: str, clients: int = 4) -> Iterator[dict[str, A
 
 
 def test_a_crashed_instance_restarts(platform: Platform) -> None:
-    app = platform.new_app(
-        "crashy", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
+    app = platform.new_app("crashy", None, web_app("v1"))
     assert platform.push(app).returncode == 0
-    first = answers(platform, "crashy", "hello v1")
+    first = platform.answers("crashy", "hello v1")
     pid = int(first.split("pid=")[1])
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
-    again = answers(platform, "crashy", "hello v1", timeout=30)
+    again = platform.answers("crashy", "hello v1", timeout=30)
     assert int(again.split("pid=")[1]) != pid
     crash = platform.wait_for_log("crashy", "web.1 crashed")
     assert crash["m"] == "web.1 crashed: killed by SIGKILL"
@@ -158,11 +112,9 @@ def test_a_crashed_instance_restarts(platform: Platform) -> None:
 
 
 def test_a_release_that_never_listens_leaves_the_old_one_serving(platform: Platform) -> None:
-    app = platform.new_app(
-        "stuck", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
+    app = platform.new_app("stuck", None, web_app("v1"))
     assert platform.push(app).returncode == 0
-    answers(platform, "stuck", "hello v1")
+    platform.answers("stuck", "hello v1")
     platform.commit(app, {"Procfile": "web: sleep 3600 # never listens\n"})
     assert platform.push(app).returncode == 0  # it builds; it cannot start
     latest = platform.deployments("stuck")[0]
@@ -195,7 +147,7 @@ def test_the_release_command_runs_before_traffic_moves(platform: Platform) -> No
         },
     )
     assert platform.push(app).returncode == 0
-    answers(platform, "migrating", "migrated v1")
+    platform.answers("migrating", "migrated v1")
     # A failing release command: the new release never starts, the old one serves on.
     platform.commit(
         app,
@@ -213,26 +165,21 @@ def test_the_release_command_runs_before_traffic_moves(platform: Platform) -> No
     assert "migrated v1" in platform.visit("migrating").text
 
 
-CHATTY = (
-    """\
+CHATTY = """\
 import sys, time
 print(f"booting at {time.time():.3f}")
 print("a warning", file=sys.stderr)
 print("x" * 25000)
 sys.stdout.write("no newline at the end")
 sys.stdout.flush()
-"""
-    + SERVER
-)
+""" + server("v1")
 
 
 def test_what_instances_print_reaches_the_apps_log(platform: Platform) -> None:
-    app = platform.new_app(
-        "chatty", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
-    platform.commit(app, {"server.py": CHATTY.replace("VERSION", "'v1'")})
+    app = platform.new_app("chatty", None, web_app("v1"))
+    platform.commit(app, {"server.py": CHATTY})
     assert platform.push(app).returncode == 0
-    answers(platform, "chatty", "hello v1")
+    platform.answers("chatty", "hello v1")
     booting = platform.wait_for_log("chatty", "booting at")
     printed = float(booting["m"].split()[-1])
     assert 0 <= int(booting["t"]) / 1000 - printed < 1.0  # in the log within a second
@@ -273,7 +220,7 @@ def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> 
     }
     app = platform.new_app("scaly", None, files)
     assert platform.push(app).returncode == 0
-    answers(platform, "scaly", "hello v1")
+    platform.answers("scaly", "hello v1")
     assert platform.get("/v1/apps/scaly/formation") == {"formation": {"web": 1, "worker": 0}}
     with load(platform, "scaly") as counts:
         assert platform.call("PATCH", "/v1/apps/scaly/formation", {"formation": {"web": 3}}) == {
@@ -318,16 +265,14 @@ def test_scale_and_restart_switch_with_no_failed_request(platform: Platform) -> 
 
 
 def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:
-    app = platform.new_app(
-        "lasting", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
+    app = platform.new_app("lasting", None, web_app("v1"))
     assert platform.push(app).returncode == 0
-    answers(platform, "lasting", "hello v1")
+    platform.answers("lasting", "hello v1")
     platform.call("PATCH", "/v1/apps/lasting/formation", {"formation": {"web": 2}})
     wait_until(lambda: len(pids(platform, "lasting")) == 2, 30, "two web instances")
     before = len(platform.app_log("lasting"))
     platform.restart()
-    answers(platform, "lasting", "hello v1")
+    platform.answers("lasting", "hello v1")
     wait_until(lambda: len(pids(platform, "lasting")) == 2, 30, "two web instances again")
     log = platform.app_log("lasting")
     assert len(log) > before  # the log survived, and goes on
@@ -335,11 +280,9 @@ def test_apps_run_again_when_the_platform_restarts(platform: Platform) -> None:
 
 
 def test_an_upgrade_of_the_platform_keeps_apps_running(platform: Platform) -> None:
-    app = platform.new_app(
-        "steady", None, {"Procfile": "web: python3 server.py\n", "server.py": server("v1")}
-    )
+    app = platform.new_app("steady", None, web_app("v1"))
     assert platform.push(app).returncode == 0
-    pid = int(answers(platform, "steady", "hello v1").split("pid=")[1])
+    pid = int(platform.answers("steady", "hello v1").split("pid=")[1])
     with load(platform, "steady") as counts:
         platform.upgrade()
         platform.wait_for_log("steady", "Runner restarted: web.1 adopted")
@@ -349,7 +292,7 @@ def test_an_upgrade_of_the_platform_keeps_apps_running(platform: Platform) -> No
     os.kill(pid, signal.SIGKILL)
     crash = platform.wait_for_log("steady", "web.1 crashed")
     assert "a previous runner started it" in crash["m"]
-    answers(platform, "steady", "hello v1", timeout=30)
+    platform.answers("steady", "hello v1", timeout=30)
     platform.commit(app, {"server.py": server("v2")})
     assert platform.push(app).returncode == 0
-    answers(platform, "steady", "hello v2")
+    platform.answers("steady", "hello v2")

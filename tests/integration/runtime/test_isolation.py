@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from slipway.runtime.cgroups import Cgroups, remove_ours
-from tests.builds_support import Platform
-from tests.integration.runtime.test_deploys import answers, server
+from tests.builds_support import Platform, web_app
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -75,11 +74,11 @@ def test_an_instance_over_its_memory_limit_is_killed_and_reported(
     remove_ours(tmp_path)
     app = platform.new_app("hog", None, {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE})
     assert platform.push(app).returncode == 0
-    first = answers(platform, "hog", "probe pid=")
+    first = platform.answers("hog", "probe pid=")
     assert platform.visit("hog", "/?hog=1").status_code == 502  # killed while answering
     crash = platform.wait_for_log("hog", "web.1 crashed")
     assert crash["m"] == "web.1 crashed: killed: over its memory limit (256 MB)"
-    again = answers(platform, "hog", "probe pid=", timeout=30)  # restarted
+    again = platform.answers("hog", "probe pid=", timeout=30)  # restarted
     assert again != first
 
 
@@ -89,12 +88,10 @@ def test_apps_cannot_read_each_others_files_or_signal_each_others_processes(
 ) -> None:
     files = {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE}
     assert platform.push(platform.new_app("alpha", None, files)).returncode == 0
-    beta = platform.new_app(
-        "beta", None, {"Procfile": "web: python3 server.py\n", "server.py": server("beta")}
-    )
+    beta = platform.new_app("beta", None, web_app("beta"))
     assert platform.push(beta).returncode == 0
-    answers(platform, "alpha", "probe pid=")
-    beta_pid = int(answers(platform, "beta", "hello beta").split("pid=")[1])
+    platform.answers("alpha", "probe pid=")
+    beta_pid = int(platform.answers("beta", "hello beta").split("pid=")[1])
     own = platform.apps_dir / "releases" / platform.uid("alpha") / "v1" / "probe.py"
     assert platform.visit("alpha", f"/?read={own}").text == "read import os, signal, s"
     beta_file = platform.apps_dir / "releases" / platform.uid("beta") / "v1" / "server.py"

@@ -19,7 +19,7 @@ from slipway import logreader
 from slipway.applog import AppLog, Line
 from slipway.jobs.connection import sync_redis
 from tests.builds_support import SLIPWAY, Platform
-from tests.integration.runtime.test_deploys import answers, load, pids
+from tests.integration.runtime.test_deploys import load, pids
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,7 +74,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform.start()
     app = platform.new_app("talker", None, talker("v1"))
     assert platform.push(app).returncode == 0
-    answers(platform, "talker", "v1 pid=")
+    platform.answers("talker", "v1 pid=")
     platform.app = app  # type: ignore[attr-defined]
     yield platform
     platform.stop()
@@ -333,12 +333,12 @@ def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platf
     app = platform.app  # type: ignore[attr-defined]
     platform.commit(app, {"server.py": TALKER.replace("VERSION", "v2")})
     assert platform.push(app).returncode == 0
-    answers(platform, "talker", "v2 pid=")
+    platform.answers("talker", "v2 pid=")
     version = platform.releases("talker")[0]["version"]
     rolled = slipway(platform, "rollback", "v1")
     assert rolled.returncode == 0, rolled.stderr
     assert rolled.stdout.startswith(f"Rolling back to v1 as v{version + 1}")
-    answers(platform, "talker", "v1 pid=")
+    platform.answers("talker", "v1 pid=")
     assert platform.releases("talker")[0]["description"] == "Rollback to v1"
     wait_until(lambda: platform.releases("talker")[0]["status"] == "success", 30, "its start")
     listed = slipway(platform, "releases").stdout

@@ -15,8 +15,7 @@ import psutil
 import pytest
 
 from slipway.runtime.state import stop_all
-from tests.builds_support import SLIPWAY, SLIPWAYD, Platform
-from tests.integration.runtime.test_deploys import answers, server
+from tests.builds_support import SLIPWAY, SLIPWAYD, Platform, web_app
 from tests.services import apps_dir, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -59,13 +58,12 @@ def test_apps_are_placed_on_both_runners_and_move_when_one_goes(
         wait_until(
             lambda: "second" in platform.run(*SLIPWAYD, "admin", "runners"), 30, "a heartbeat"
         )
-        files = {"Procfile": "web: python3 server.py\n"}
-        one = platform.new_app("one", None, {**files, "server.py": server("one")})
+        one = platform.new_app("one", None, web_app("one"))
         assert platform.push(one).returncode == 0
-        answers(platform, "one", "hello one")
-        two = platform.new_app("two", None, {**files, "server.py": server("two")})
+        platform.answers("one", "hello one")
+        two = platform.new_app("two", None, web_app("two"))
         assert platform.push(two).returncode == 0
-        answers(platform, "two", "hello two")  # through the router, on the second runner
+        platform.answers("two", "hello two")  # through the router, on the second runner
         assert hosts(platform, "one") == ["local"]
         assert hosts(platform, "two") == ["second"]
         [(on_second,)] = [(p["pid"],) for p in platform.get("/v1/apps/two/ps")]
@@ -82,7 +80,7 @@ def test_apps_are_placed_on_both_runners_and_move_when_one_goes(
         )
         # The next deploy of its app goes to the runner still there.
         platform.run(SLIPWAY, "env", "set", "GREETING=moved", "-a", "two")
-        answers(platform, "two", "moved two")
+        platform.answers("two", "moved two")
         assert hosts(platform, "two") == ["local"]
         assert psutil.pid_exists(on_second)  # left behind, until its runner comes back...
         second = start_second_runner(platform, tmp_path / "second")
