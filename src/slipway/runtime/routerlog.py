@@ -26,9 +26,12 @@ BATCH = 1000  # datagrams at most per write to Redis
 
 class RouterLog:
     def __init__(
-        self, path: Path, applog: AppLog, apps: Callable[[str], tuple[str, int] | None]
+        self,
+        path: Path,
+        applog: AppLog,
+        apps: Callable[[str, float], tuple[str, int] | None],
     ) -> None:
-        """``apps``: host → (app uid, release version running), or None."""
+        """``apps``: (host, when its line came) → (app uid, release version), or None."""
         self.applog = applog
         self.apps = apps
         path.unlink(missing_ok=True)
@@ -53,31 +56,32 @@ class RouterLog:
                 continue
             except OSError:
                 return
+            received_at = time.monotonic()
             self.socket.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while len(datagrams) < BATCH:
                     datagrams.append(self.socket.recv(9000))
             self.socket.settimeout(0.5)
             try:
-                self.write(datagrams)
+                self.write(datagrams, received_at)
             except redis.RedisError as error:
                 log.warning("router lines lost: %s", error)
 
-    def write(self, datagrams: list[bytes]) -> None:
+    def write(self, datagrams: list[bytes], received_at: float) -> None:
         lines: dict[str, list[Line]] = {}
         for datagram in datagrams:
-            parsed = self.parse(datagram)
+            parsed = self.parse(datagram, received_at)
             if parsed is not None:
                 lines.setdefault(parsed[0], []).append(parsed[1])
         for app_uid, found in lines.items():
             self.applog.write(app_uid, found)
 
-    def parse(self, datagram: bytes) -> tuple[str, Line] | None:
+    def parse(self, datagram: bytes, received_at: float) -> tuple[str, Line] | None:
         fields = datagram.decode(errors="replace").rstrip("\n").split("\t")
         if len(fields) != 8:
             return None
         host, method, uri, status, size, total_ms, server, request_id = fields
-        app = self.apps(host)
+        app = self.apps(host, received_at)
         if app is None:
             return None
         instance = _instance(server)
@@ -87,11 +91,14 @@ class RouterLog:
 
 class RoutedHosts:
     """host → the app routed there and its release, as runners route them (a Redis hash
-    ``slipway:routes``): the router's lines name hosts; apps may run on any runner."""
+    ``slipway:routes``): the router's lines name hosts; apps may run on any runner.
+
+    A runner sets a host here before the router sends it traffic, so a line whose host the
+    last read lacks is looked up again if that read began before the line came: no line of
+    a just-routed app is lost, and made-up hosts cost at most one read per batch of lines."""
 
     KEY = "slipway:routes"
-    FRESH_FOR = 2.0  # seconds a read of the hash is used for...
-    MISS_AFTER = 0.25  # ...or this long, when it lacks the host asked for (routed since?)
+    FRESH_FOR = 2.0  # seconds a read of the hash is used for, unless it lacks the host
 
     def __init__(self, connection: redis.Redis) -> None:
         self.redis = connection
@@ -104,15 +111,18 @@ class RoutedHosts:
     def forget(self, host: str) -> None:
         self.redis.hdel(self.KEY, host)
 
-    def app(self, host: str) -> tuple[str, int] | None:
-        age = time.monotonic() - self._read_at
-        if age > self.FRESH_FOR or (host not in self._known and age > self.MISS_AFTER):
+    def app(self, host: str, line_at: float) -> tuple[str, int] | None:
+        """The app and release routed at ``host`` when its line (received at ``line_at``,
+        monotonic) came."""
+        stale = time.monotonic() - self._read_at > self.FRESH_FOR
+        if stale or (host not in self._known and self._read_at < line_at):
+            began = time.monotonic()
             found: Any = self.redis.hgetall(self.KEY)
             self._known = {}
             for key, value in found.items():
                 uid, _, version = value.decode().partition(" ")
                 self._known[key.decode()] = (uid, int(version))
-            self._read_at = time.monotonic()
+            self._read_at = began
         return self._known.get(host)
 
 

@@ -513,12 +513,10 @@ class Runner:
             for i in state.instances
             if i.kind == "web" and i.state == "up"
         ]
-        self.router.switch(state.release.app, targets)
         release = state.release
-        with contextlib.suppress(redis.RedisError):
-            RoutedHosts(self.redis).set(
-                self.router.host(release.app), release.app_uid, release.version
-            )
+        with contextlib.suppress(redis.RedisError):  # first: the router logs what it routes
+            self.routed.set(self.router.host(release.app), release.app_uid, release.version)
+        self.router.switch(release.app, targets)
 
     def _stop(self, app_uid: str, instances: list[Instance], timeout: float | None = None) -> None:
         wait = self.stop_timeout if timeout is None else timeout
