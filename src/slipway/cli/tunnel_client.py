@@ -122,7 +122,7 @@ class Tunnel:
                 await asyncio.sleep(delay)
 
     def _accepted(self) -> SocketEnd:
-        """A local connection: it waits, not read, until its channel is open."""
+        """A local connection: what it sends is held until its channel is open."""
         local = SocketEnd()
         opening = asyncio.get_running_loop().create_task(self._open_channel(local))
         self._opening.add(opening)
