@@ -37,7 +37,9 @@ class UpgradeFailed(Exception):
 def listen(host: str, port: int) -> socket.socket:
     """A new listening TCP socket (a successor inherits it instead of making its own)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP said, not left as 0: only then does asyncio turn Nagle's algorithm off on
+    # what it accepts (an inherited socket reports its protocol, a new one did not).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -237,3 +237,21 @@ def test_a_listener_is_closed_only_once_unwatched() -> None:
         return still_open
 
     assert asyncio.run(scenario())
+
+
+async def test_what_a_new_listener_accepts_is_sent_without_delay() -> None:
+    """asyncio turns Nagle's algorithm off only on sockets it knows are TCP: a listener made
+    without saying so had the API's answers wait for the client's delayed ACK (40 ms)."""
+    listener = listen("127.0.0.1", 0)
+    nodelay: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        nodelay.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connection, sock=listener)
+    async with server:
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        assert await asyncio.wait_for(nodelay, 5) == 1
+        writer.close()
