@@ -94,7 +94,7 @@ class Services:
                     log.warning("%s was down: started again", name)
                     print(f"  add-ons: {name} was down: started again", flush=True)
                 self._failing.discard(name)
-            except ServiceError as error:
+            except (ServiceError, OSError) as error:  # never out of `up`'s loop
                 if name not in self._failing:
                     log.error("%s is down and cannot start: %s", name, error)
                     print(f"  add-ons: {name} is down and cannot start: {error}", flush=True)
