@@ -29,6 +29,7 @@ LAUNCH = (
 )
 MAX_FILES = 10_000  # open files per process (Heroku's figure)
 MAX_PROCESSES = 2_048  # processes and threads of the app's user
+OOM_EXIT_WAIT = 1.0  # seconds a process killed over the memory limit may take to exit
 
 
 def launcher(command: str, user: AppUser | None, group: Group | None) -> list[str]:
@@ -160,6 +161,18 @@ class Instance:
             return 0
         seen, self.oom_kills = self.oom_kills, self.group.oom_kills()
         return self.oom_kills - seen
+
+    def child_oom_killed(self) -> bool:
+        """Whether the kernel killed one of its processes over the memory limit, itself
+        still running. The count goes up as the kill starts, while the killed process may
+        take a moment to exit: if that is the instance itself, the count is left for
+        exit_description."""
+        if self.group is None or self.group.oom_kills() == self.oom_kills:
+            return False
+        deadline = time.monotonic() + OOM_EXIT_WAIT
+        while self.alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.alive and self.new_oom_kills() > 0
 
     def exit_description(self) -> str:
         if self.new_oom_kills() and self.group is not None:

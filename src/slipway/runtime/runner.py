@@ -570,7 +570,7 @@ class Runner:
             if instance.state == "stopping":
                 continue
             if instance.alive:
-                if instance.new_oom_kills():  # a child of it (a gunicorn worker...)
+                if instance.child_oom_killed():  # a gunicorn worker...
                     self.logs.event(
                         app_uid,
                         f"{instance.name}: a process was killed over the memory limit "
