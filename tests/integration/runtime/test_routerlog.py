@@ -26,8 +26,7 @@ class CountingRedis:
 
 def test_a_line_just_after_its_app_is_routed_is_kept(redis_url: str) -> None:
     counting = CountingRedis(redis_url)
-    hosts = RoutedHosts(counting.client)
-    hosts.redis = counting  # type: ignore[assignment]
+    hosts = RoutedHosts(counting)  # type: ignore[arg-type]
     runner = RoutedHosts(sync_redis(redis_url))
     assert hosts.app("new.localhost", time.monotonic()) is None  # read: not routed yet
     runner.set("new.localhost", "uid-new", 3)  # what a runner does before the router switch
@@ -37,8 +36,7 @@ def test_a_line_just_after_its_app_is_routed_is_kept(redis_url: str) -> None:
 
 def test_made_up_hosts_cost_one_read_per_batch(redis_url: str, tmp_path: Path) -> None:
     counting = CountingRedis(redis_url)
-    hosts = RoutedHosts(counting.client)
-    hosts.redis = counting  # type: ignore[assignment]
+    hosts = RoutedHosts(counting)  # type: ignore[arg-type]
     lines = [f"scan{n}.localhost\tGET\t/\t404\t0\t1\tNOSRV\t-".encode() for n in range(500)]
     router_log = RouterLog(tmp_path / "log.sock", AppLog(sync_redis(redis_url), 1000, 7), hosts.app)
     try:
