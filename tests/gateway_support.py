@@ -73,13 +73,13 @@ class RunningGateway:
 
     def connect(self, key: Path) -> AbstractAsyncContextManager[asyncssh.SSHClientConnection]:
         """An asyncssh client connection as ``git`` (``async with gateway.connect(key)``)."""
-        return asyncssh.connect(**self._client_options(key))
+        return asyncssh.connect(**self.client_options(key))
 
     async def open(self, key: Path) -> asyncssh.SSHClientConnection:
         """The same, for a connection the caller closes itself."""
-        return await asyncssh.connect(**self._client_options(key))
+        return await asyncssh.connect(**self.client_options(key))
 
-    def _client_options(self, key: Path) -> dict[str, Any]:
+    def client_options(self, key: Path) -> dict[str, Any]:
         return {
             "host": "127.0.0.1",
             "port": self.port,

@@ -13,6 +13,7 @@ from typing import Any
 import asyncssh
 
 from slipway.cli.errors import CliError
+from slipway.ssh_ignore import UnpaddedClient
 from slipway.tcp_relay import ChannelEnd, SocketEnd
 
 RECONNECT_EVERY = (1, 2, 5, 10)  # seconds between attempts, the last one repeated
@@ -83,6 +84,7 @@ class Tunnel:
                 # AES-GCM first: one call into OpenSSL per packet, where asyncssh's
                 # chacha20-poly1305 makes several (its default puts that one first).
                 "encryption_algs": FAST_CIPHERS,
+                "client_factory": UnpaddedClient,
             }
             if self.identity is not None:
                 options["client_keys"] = [str(self.identity)]

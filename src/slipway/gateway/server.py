@@ -32,6 +32,7 @@ from slipway.gateway.session import GitSession
 from slipway.gateway.tunnels import open_tunnel
 from slipway.gateway.upstreams import FAST_CIPHERS, LocalUpstream, SshUpstream, Upstream
 from slipway.graceful import accept_connections
+from slipway.ssh_ignore import skip_ignore_packets
 
 log = logging.getLogger("slipway.gateway")
 
@@ -118,6 +119,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.connection = conn
         self.gateway.live.add(self)
         _ack_at_once_until_authenticated(conn)
+        skip_ignore_packets(conn)
         peer = conn.get_extra_info("peername")
         self.client, self.source = self.gateway.arrivals.pop(peer)
         self.gateway.metrics.open_connections.inc()

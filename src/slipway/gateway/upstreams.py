@@ -19,6 +19,7 @@ import asyncssh
 from slipway.builder.gitshell import ShellError, git_command
 from slipway.builder.repositories import RepoHost
 from slipway.gateway.commands import GitCommand
+from slipway.ssh_ignore import UnpaddedClient
 
 SSH_SESSIONS_PER_CONNECTION = 10  # OpenSSH's MaxSessions
 
@@ -240,6 +241,7 @@ class SshUpstream:
                 config=None,
                 keepalive_interval=30,
                 encryption_algs=FAST_CIPHERS,
+                client_factory=UnpaddedClient,
             )
             pooled = PooledConnection(connection, sessions=1)
             self._pool.append(pooled)
