@@ -1,8 +1,10 @@
 """`slipway db-tunnel` against `ssh -L` through OpenSSH's sshd, to the same PostgreSQL (the
 app's add-on), in the same run: the read throughput of a large COPY, and the time to open
 a connection (a new SSH channel, PostgreSQL's startup and authentication included).
+Each side uses its default cipher: `ssh -L` chacha20-poly1305 (OpenSSH's first choice),
+db-tunnel AES-GCM; `--ssh-cipher aes128-gcm@openssh.com` gives `ssh -L` ours.
 
-    .venv/bin/python bench/tunnel.py [--megabytes 200] [--connections 20]
+    .venv/bin/python bench/tunnel.py [--megabytes 200] [--connections 20] [--ssh-cipher C]
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--ssh-cipher", help="ssh -L's cipher (-c); OpenSSH's default if unset")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="slipway-bench-tunnel-") as root:
         platform = Platform(Path(root))
@@ -93,7 +96,8 @@ def main() -> None:
                 local = free_port()
                 *options, destination = sshd.client_argv()
                 forward = f"{local}:127.0.0.1:{database.port}"
-                ssh = subprocess.Popen([*options, "-N", "-L", forward, destination])
+                cipher = ["-c", args.ssh_cipher] if args.ssh_cipher else []
+                ssh = subprocess.Popen([*options, *cipher, "-N", "-L", forward, destination])
                 wait_until(lambda: port_open("127.0.0.1", local), 10, "ssh -L")
                 theirs = via_port(url, local)
                 read_rate(ours, 10), read_rate(theirs, 10)  # warm both
