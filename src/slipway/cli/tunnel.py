@@ -64,8 +64,9 @@ def db_tunnel(
         raise CliError(f"no key file at {identity}")
     import uvloop
 
-    from slipway.cli.tunnel_client import Tunnel  # asyncssh takes 0.3 s to import
+    from slipway.cli.tunnel_client import Tunnel, keep_freed_memory  # asyncssh: 0.3 s
 
+    keep_freed_memory()
     tunnel = Tunnel(
         host=gateway.hostname or "127.0.0.1",
         port=gateway.port or 22,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,24 @@ HOST_KEY_ORDER = [
     "rsa-sha2-512",
     "rsa-sha2-256",
 ]
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD = -1, -2
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory for the next packet instead of giving it back.
+
+    Every packet is a fresh buffer of up to 256 KiB. With glibc's defaults the heap was
+    trimmed and grown again and again, and each new page faulted in: the first 200 MB COPY
+    through a new tunnel caused 22,000 to 130,000 page faults and took 1.2 to 2 times the
+    CPU of the next ones; with this, about 2,000 and no more CPU. A few MB stay kept.
+    """
+    if platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        libc.mallopt(M_TOP_PAD, 4 << 20)
 
 
 class Tunnel:
