@@ -2,7 +2,7 @@
 
 asyncssh inserts one ahead of each packet once keys are in use: RFC 4251 §9.3.1's defence
 for CBC ciphers, whose next IV an eavesdropper can predict. Slipway never offers a CBC
-cipher (AES-GCM, chacha20-poly1305 and AES-CTR draw fresh IVs or none), and OpenSSH sends
+cipher (AES-GCM, chacha20-poly1305 and AES-CTR chain no IV), and OpenSSH sends
 no such packets. For bulk data (a database tunnel, a clone) each one costs a second
 encryption and a second ``send`` per packet, and the peer a second decryption.
 """

@@ -52,7 +52,7 @@ def keep_freed_memory() -> None:
     Every packet is a fresh buffer of up to 256 KiB. With glibc's defaults the heap was
     trimmed and grown again and again, and each new page faulted in: the first 200 MB COPY
     through a new tunnel caused 22,000 to 130,000 page faults and took 1.2 to 2 times the
-    CPU of the next ones; with this, about 2,000 and no more CPU. A few MB stay kept.
+    CPU of the next ones; with this, about 2,000 and hardly more CPU. A few MB stay kept.
     """
     if platform.libc_ver()[0] == "glibc":
         libc = ctypes.CDLL(None)
