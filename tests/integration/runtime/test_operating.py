@@ -19,7 +19,7 @@ from slipway import logreader
 from slipway.applog import AppLog, Line
 from slipway.jobs.connection import sync_redis
 from tests.builds_support import SLIPWAY, Platform
-from tests.integration.runtime.test_deploys import load, pids
+from tests.integration.runtime.test_deploys import listed_pids, load, pids
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -285,7 +285,8 @@ def test_ps_scale_and_restart(platform: Platform) -> None:
     listed = slipway(platform, "ps").stdout
     for name in ("web.1", "web.2", "worker.1"):
         assert re.search(rf"{re.escape(name)}\s+up\s+v1\s+", listed), listed
-    before = pids(platform, "talker")
+    before = listed_pids(platform, "talker")
+    assert len(before) == 2, before
     with load(platform, "talker") as counts:
         restarted = slipway(platform, "restart", "web")
         assert restarted.returncode == 0, restarted.stderr
