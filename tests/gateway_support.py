@@ -18,7 +18,7 @@ import asyncssh
 from slipway.embedded.supervisor import free_port
 from slipway.gateway.commands import GitCommand
 from slipway.gateway.server import Gateway, GatewayConfig
-from slipway.gateway.upstreams import Exit
+from slipway.gateway.upstreams import Exit, Output, Sent, pump
 from slipway.graceful import listen
 from slipway.store import accounts, apps
 from tests.control_support import INTERNAL_SECRET, ApiServer
@@ -214,7 +214,7 @@ class _Echo:
     def write_eof(self) -> None:
         self.queue.put_nowait(b"")
 
-    async def read_stdout(self, size: int) -> bytes:
+    async def _read(self, size: int) -> bytes:
         if not self.greeted:
             self.greeted = True
             await asyncio.sleep(self.upstream.silent_for)
@@ -224,9 +224,8 @@ class _Echo:
             self.done.set()
         return data
 
-    async def read_stderr(self, size: int) -> bytes:
-        await self.done.wait()
-        return b""
+    async def send_output(self, stdout: Output, stderr: Output, sent: Sent) -> None:
+        await pump(self._read, stdout, sent)
 
     async def wait(self) -> Exit:
         await self.done.wait()

@@ -25,12 +25,13 @@ from slipway.builder.repositories import RepoHost
 from slipway.gateway import hostkeys
 from slipway.gateway.control import ControlPlane, ControlPlaneError
 from slipway.gateway.limits import ConnectionLimits, source_of
+from slipway.gateway.local_upstream import LocalUpstream
 from slipway.gateway.metrics import GatewayMetrics
 from slipway.gateway.proxy import ProxyError, read_header
 from slipway.gateway.revocation import AccessWatcher, Identity, LiveChannel
 from slipway.gateway.session import GitSession
 from slipway.gateway.tunnels import open_tunnel
-from slipway.gateway.upstreams import FAST_CIPHERS, LocalUpstream, SshUpstream, Upstream
+from slipway.gateway.upstreams import FAST_CIPHERS, SshUpstream, Upstream
 from slipway.graceful import accept_connections
 from slipway.ssh_ignore import skip_ignore_packets
 

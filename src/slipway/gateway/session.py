@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,12 +16,10 @@ from slipway.gateway.commands import Refused, git_protocol, parse_command
 from slipway.gateway.control import ControlPlane, ControlPlaneError
 from slipway.gateway.metrics import GatewayMetrics
 from slipway.gateway.revocation import Identity, LiveChannel
-from slipway.gateway.upstreams import Exit, Running, Upstream
+from slipway.gateway.upstreams import CHUNK, Exit, Running, Upstream
 
 audit = logging.getLogger("slipway.gateway.audit")
 log = logging.getLogger("slipway.gateway")
-
-CHUNK = 64 * 1024
 
 
 @dataclass
@@ -115,21 +113,13 @@ class GitSession:
             finally:
                 running.write_eof()
 
-        async def outbound(
-            read: Callable[[int], Awaitable[bytes]], writer: asyncssh.SSHWriter[bytes]
-        ) -> None:
-            while data := await read(CHUNK):
-                record.bytes_out += len(data)
-                writer.write(data)
-                await writer.drain()
+        def sent(count: int) -> None:
+            record.bytes_out += count
 
         feeding = asyncio.ensure_future(inbound())
-        output = asyncio.gather(
-            outbound(running.read_stdout, process.stdout),
-            outbound(running.read_stderr, process.stderr),
-        )
+        output = asyncio.ensure_future(running.send_output(process.stdout, process.stderr, sent))
         closed = asyncio.ensure_future(process.wait_closed())
-        await asyncio.wait([output, closed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        await asyncio.wait([output, closed], return_when=asyncio.FIRST_COMPLETED)
         disconnected = closed.done() or (output.done() and output.exception() is not None)
         if disconnected:
             running.kill()  # nobody is there to read it: stop the command

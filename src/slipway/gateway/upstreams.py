@@ -1,23 +1,21 @@
-"""Where a git command runs: the local git-shell (the embedded default), or a repo host over
-SSH with the platform key, connections pooled so a push does not pay a second handshake.
+"""Where a git command runs: the local git-shell (the embedded default, in
+``local_upstream``), or a repo host over SSH with the platform key, connections pooled so a
+push does not pay a second handshake.
 
-Both give the same thing: a running command with a stdin to write to, a stdout and a stderr
-to read from, and its exit.
+Both give the same thing: a running command with a stdin to write to, an output sent to the
+client's channel, and its exit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
-import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncssh
 
-from slipway.builder.gitshell import ShellError, git_command
-from slipway.builder.repositories import RepoHost
 from slipway.gateway.commands import GitCommand
 from slipway.ssh_ignore import UnpaddedClient
 
@@ -30,13 +28,20 @@ class Exit:
     signal: str | None = None
 
 
+Output = asyncssh.SSHWriter[bytes]
+Sent = Callable[[int], None]  # told how many bytes went to the client
+CHUNK = 64 * 1024
+
+
 class Running(Protocol):
     """A command started on an upstream."""
 
     async def write(self, data: bytes) -> None: ...
     def write_eof(self) -> None: ...
-    async def read_stdout(self, size: int) -> bytes: ...
-    async def read_stderr(self, size: int) -> bytes: ...
+    async def send_output(self, stdout: Output, stderr: Output, sent: Sent) -> None:
+        """Send the command's stdout and stderr to the client until both end; ``sent``
+        counts the bytes."""
+
     async def wait(self) -> Exit: ...
     def kill(self) -> None: ...
 
@@ -48,97 +53,13 @@ class Upstream(Protocol):
     async def close(self) -> None: ...
 
 
-# -- local -------------------------------------------------------------------------------
-
-
-class LocalProcess:
-    def __init__(self, process: asyncio.subprocess.Process, notice: str | None = None) -> None:
-        self.process = process
-        self.notice = f"{notice}\n".encode() if notice else b""  # stderr's first line
-        assert process.stdin is not None
-        assert process.stdout is not None
-        assert process.stderr is not None
-        self.stdin, self.stdout, self.stderr = process.stdin, process.stdout, process.stderr
-
-    async def write(self, data: bytes) -> None:
-        self.stdin.write(data)
-        await self.stdin.drain()
-
-    def write_eof(self) -> None:
-        if not self.stdin.is_closing():
-            self.stdin.close()
-
-    async def read_stdout(self, size: int) -> bytes:
-        return await self.stdout.read(size)
-
-    async def read_stderr(self, size: int) -> bytes:
-        if self.notice:
-            notice, self.notice = self.notice, b""
-            return notice
-        return await self.stderr.read(size)
-
-    async def wait(self) -> Exit:
-        code = await self.process.wait()
-        if code < 0:
-            return Exit(signal=signal.Signals(-code).name.removeprefix("SIG"))
-        return Exit(status=code)
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-
-
-PIPE_READ_SIZE = 64 * 1024
-
-
-def _small_reads(process: asyncio.subprocess.Process) -> None:
-    """Read the child's pipes 64 KiB at a time, not asyncio's 256 KiB: a pipe holds 64 KiB,
-    and a 256 KiB buffer is allocated with mmap and faulted in afresh on every read, which
-    was the gateway's largest cost when streaming a pack."""
-    transport = process._transport  # type: ignore[attr-defined]
-    for fd in (1, 2):
-        pipe = transport.get_pipe_transport(fd)
-        if pipe is not None:
-            pipe.max_size = PIPE_READ_SIZE
-
-
-@dataclass
-class LocalUpstream:
-    """Serves git on this host: the git-shell's checks run in-process (it is our own code),
-    then git itself starts with the git-shell's argv, clean environment and limits."""
-
-    host: RepoHost
-
-    async def start(
-        self, command: GitCommand, repository: str, git_protocol: str | None
-    ) -> Running:
-        try:
-            run = await asyncio.to_thread(
-                git_command,
-                self.host,
-                command.verb,
-                repository,
-                command.app,
-                git_protocol,
-                command.user,
-            )
-        except ShellError as error:
-            return Refusal(f"slipway: {error}")
-        process = await asyncio.create_subprocess_exec(
-            *run.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=run.env,
-            limit=1 << 20,
-        )
-        with contextlib.suppress(ProcessLookupError):  # it has exited: nothing to limit
-            self.host.limit_memory(process.pid)  # before git has read a byte of the push
-        _small_reads(process)
-        return LocalProcess(process, run.notice)
-
-    async def close(self) -> None:
-        pass
+async def pump(read: Callable[[int], Awaitable[bytes]], output: Output, sent: Sent) -> None:
+    """Copy a stream to the client's channel until it ends, waiting while the channel is
+    full."""
+    while data := await read(CHUNK):
+        sent(len(data))
+        output.write(data)
+        await output.drain()
 
 
 class Refusal:
@@ -146,7 +67,6 @@ class Refusal:
 
     def __init__(self, line: str) -> None:
         self.line = line.encode() + b"\n"
-        self.sent = False
 
     async def write(self, data: bytes) -> None:
         pass
@@ -154,14 +74,9 @@ class Refusal:
     def write_eof(self) -> None:
         pass
 
-    async def read_stdout(self, size: int) -> bytes:
-        return b""
-
-    async def read_stderr(self, size: int) -> bytes:
-        if self.sent:
-            return b""
-        self.sent = True
-        return self.line
+    async def send_output(self, stdout: Output, stderr: Output, sent: Sent) -> None:
+        stderr.write(self.line)
+        sent(len(self.line))
 
     async def wait(self) -> Exit:
         return Exit(status=1)
@@ -185,11 +100,11 @@ class RemoteProcess:
     def write_eof(self) -> None:
         self.process.stdin.write_eof()
 
-    async def read_stdout(self, size: int) -> bytes:
-        return await self.process.stdout.read(size)
-
-    async def read_stderr(self, size: int) -> bytes:
-        return await self.process.stderr.read(size)
+    async def send_output(self, stdout: Output, stderr: Output, sent: Sent) -> None:
+        await asyncio.gather(
+            pump(self.process.stdout.read, stdout, sent),
+            pump(self.process.stderr.read, stderr, sent),
+        )
 
     async def wait(self) -> Exit:
         try:
