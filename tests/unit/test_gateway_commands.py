@@ -103,3 +103,17 @@ def test_nothing_but_the_allowed_forms_gets_through(command: str) -> None:
 )
 def test_git_protocol_is_kept_only_when_plain(value: str | None, kept: str | None) -> None:
     assert git_protocol(value) == kept
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/dj.git", "dj"), ("Shop.git", "Shop"), ("/my_app", "my_app"), ("a-.git", "a-")],
+)
+def test_a_name_no_app_can_have_is_refused_with_the_name_rule(path: str, name: str) -> None:
+    with pytest.raises(Refused) as refused:
+        parse_command(f"git-receive-pack '{path}'")
+    assert str(refused.value) == (
+        f"slipway: {path!r} is not a repository here: no app can be named {name!r} (app names "
+        "are 3 to 48 lowercase letters, digits and dashes, starting with a letter and not "
+        "ending with a dash); use APP.git"
+    )

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from slipway.builder.gitshell import GIT_PROTOCOL
-from slipway.store.names import APP_NAME
+from slipway.store.names import APP_NAME, APP_NAME_RULE
 
 # verb -> the access it needs
 VERBS = {
@@ -69,7 +69,10 @@ def parse_repository(path: str) -> str:
     name = path.removeprefix("/")
     name = name.removesuffix(".git")
     if not APP_NAME.fullmatch(name):
-        raise Refused(f"slipway: {path!r} is not a repository here; use APP.git")
+        raise Refused(
+            f"slipway: {path!r} is not a repository here: no app can be named {name[:60]!r} "
+            f"(app names are {APP_NAME_RULE}); use APP.git"
+        )
     return name
 
 

@@ -43,12 +43,15 @@ RESERVED_APP_NAMES = frozenset(
 )
 
 
+APP_NAME_RULE = (
+    "3 to 48 lowercase letters, digits and dashes, starting with a letter and not ending "
+    "with a dash"
+)
+
+
 def check_app_name(name: str) -> str:
     if not isinstance(name, str) or not APP_NAME.fullmatch(name):
-        raise Invalid(
-            f"invalid app name {name!r}: use 3 to 48 lowercase letters, digits and "
-            "dashes, starting with a letter and not ending with a dash"
-        )
+        raise Invalid(f"invalid app name {name!r}: use {APP_NAME_RULE}")
     if name in RESERVED_APP_NAMES:
         raise Invalid(f"the app name {name!r} is reserved")
     return name
