@@ -287,14 +287,14 @@ class Platform:
                 raise AssertionError(f"no {text!r} in the log of {app}")
             time.sleep(0.1)
 
-    def answers(self, app: str, text: str, timeout: float = 60) -> str:
-        """Wait until the app answers with ``text`` in its body; the body."""
+    def answers(self, app: str, text: str, timeout: float = 60, path: str = "/") -> str:
+        """Wait until the app answers ``path`` with ``text`` in its body; the body."""
         found = ""
 
         def check() -> bool:
             nonlocal found
             try:
-                response = self.visit(app)
+                response = self.visit(app, path)
             except httpx.HTTPError:
                 return False
             found = response.text

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     slug_max_mb: int = Field(default=500, ge=1)
     keep_releases: int = Field(default=5, ge=1)
     apps_dir: Path | None = None
+    # The Python an app asks for (runtime.txt, .python-version) when the host lacks it:
+    # "automatic" downloads it with uv (python-build-standalone; UV_PYTHON_INSTALL_MIRROR
+    # points uv at a mirror for hosts without internet), "never" does not. A patch version
+    # the host lacks builds with the closest patch of the same minor unless exact_pin is on.
+    python_downloads: Literal["automatic", "never"] = "automatic"
+    python_exact_pin: bool = False
 
     @property
     def effective_api_url(self) -> str:

@@ -61,6 +61,7 @@ def release_out(release: Release) -> ReleaseOut:
         buildpack=release.buildpack,
         process_types=json.loads(release.process_types),
         release_command=release.release_command,
+        first_deploy_command=release.first_deploy_command,
         slug_size=release.slug_size,
         created_by=release.created_by,
         created_at=release.created_at,

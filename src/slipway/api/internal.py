@@ -27,6 +27,7 @@ from slipway.api.schemas import (
     FinishIn,
     FinishOut,
     KeyOwnerOut,
+    ManifestIn,
     PushIn,
     PushOut,
     RecordId,
@@ -37,6 +38,7 @@ from slipway.api.schemas import (
     StartedIn,
 )
 from slipway.builder.layout import slugs_dir
+from slipway.deployment_states import STARTING
 from slipway.store import accounts, addons, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
@@ -141,6 +143,7 @@ def start_build(db: Db, deployment_id: RecordId) -> BuildInfoOut:
             ref=deployment.ref,
             pusher=deployment.pusher,
             env=apps.env_of(session, app),
+            first_release=releases.current_release(session, app) is None,
         )
 
 
@@ -157,7 +160,11 @@ def finish_deployment(
         assert app is not None
         build = None
         if body.build is not None:
-            build = releases.Build(slug_host=host, **body.build.model_dump())
+            build = releases.Build(
+                slug_host=host,
+                first_deploy=_first_deploy(body.build.manifest),
+                **body.build.model_dump(exclude={"manifest"}),
+            )
         deployments.finish(
             session,
             deployment,
@@ -180,6 +187,19 @@ def finish_deployment(
     return answer
 
 
+def _first_deploy(manifest: ManifestIn | None) -> releases.FirstDeploy | None:
+    if manifest is None:
+        return None
+    return releases.FirstDeploy(
+        env={
+            name: releases.ConfigDefault(d.value, d.generator, d.required)
+            for name, d in manifest.env.items()
+        },
+        formation=manifest.formation,
+        command=manifest.first_deploy_command,
+    )
+
+
 @router.post("/apps/{uid}/releases/{version}")
 def release_to_run(db: Db, uid: str, version: RecordId) -> ReleaseRunOut:
     """What a runner needs to run a release."""
@@ -198,6 +218,10 @@ def release_to_run(db: Db, uid: str, version: RecordId) -> ReleaseRunOut:
             config=json.loads(release.config),
             formation=formation_of(app, list(types)),
             release_command=release.release_command,
+            # Once: not when the release is deployed again (a restart of the platform).
+            first_deploy_command=(
+                release.first_deploy_command if release.status == STARTING else None
+            ),
             superseded=latest is not None and latest.version > release.version,
         )
 

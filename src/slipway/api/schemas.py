@@ -191,6 +191,9 @@ class ReleaseOut(BaseModel):
     buildpack: str
     process_types: dict[str, str]
     release_command: str | None
+    first_deploy_command: str | None = Field(
+        None, description="app.json's postdeploy: run once, at the app's first deploy."
+    )
     slug_size: int
     created_by: str | None
     created_at: datetime
@@ -238,6 +241,28 @@ class BuildInfoOut(BaseModel):
     ref: str
     pusher: str | None
     env: dict[str, str] = Field(description="The config vars, for the buildpack's ENV_DIR.")
+    first_release: bool = Field(
+        description="The app has no release yet: its app.json's env, formation and scripts "
+        "apply to this build's release."
+    )
+
+
+class ConfigDefaultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str | None = None
+    generator: Literal["secret"] | None = Field(None, description="secret: 64 random hex.")
+    required: bool = False
+
+
+class ManifestIn(BaseModel):
+    """What the app's app.json asks of its first release (slipway.builder.manifest)."""
+
+    model_config = ConfigDict(extra="forbid")
+    env: dict[str, ConfigDefaultIn] = Field(
+        default_factory=dict, description="Defaults, never over a config var already set."
+    )
+    formation: dict[str, int] = Field(default_factory=dict)
+    first_deploy_command: str | None = Field(None, max_length=10_000)
 
 
 class BuildIn(BaseModel):
@@ -248,6 +273,7 @@ class BuildIn(BaseModel):
     buildpack: str = Field(max_length=100)
     process_types: dict[str, str]
     release_command: str | None = Field(None, max_length=10_000)
+    manifest: ManifestIn | None = None
     build_seconds: float | None = None
 
 
@@ -344,6 +370,11 @@ class ReleaseRunOut(BaseModel):
     config: dict[str, str]
     formation: dict[str, int] = Field(description="Instances per process type.")
     release_command: str | None = Field(description="Run before traffic moves (Procfile).")
+    first_deploy_command: str | None = Field(
+        None,
+        description="app.json's postdeploy, after the release command: only at the "
+        "first deploy of the app's first release.",
+    )
     superseded: bool = Field(description="A newer release exists: deploy that one instead.")
 
 

@@ -43,10 +43,13 @@ from slipway.builder import buildlock
 from slipway.builder.buildlog import BUILDER_ALIVE_TTL, BuildLog, builder_alive_key
 from slipway.builder.buildpacks import BUILDPACKS_DIR, ORDER
 from slipway.builder.gitshell import SAFE_PATH
-from slipway.builder.layout import builds_dir, caches_dir, slugs_dir
+from slipway.builder.layout import builds_dir, caches_dir, pythons_dir, slugs_dir
+from slipway.builder.manifest import FILE as MANIFEST_FILE
+from slipway.builder.manifest import Manifest, ManifestError, parse_manifest
 from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.builder.prereceive import QUEUE_WAIT_LIMIT
 from slipway.builder.procfile import ProcfileError, parse_procfile, split_release_command
+from slipway.builder.pythons import PythonHost, PythonUnavailable, parse_request
 from slipway.builder.repositories import MB, REPOSITORY_ID, megabytes
 from slipway.config import Settings
 from slipway.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS, TIMEOUT_ERROR
@@ -69,9 +72,14 @@ NETWORK_SETTINGS = (
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
+    *("COREPACK_INTEGRITY_KEYS", "COREPACK_NPM_REGISTRY", "npm_config_registry"),
 )
 MAX_STORED_LOG = 512 * 1024  # bytes of JSON: the API takes bodies up to 1 MB
 MAX_REASON = 2000  # characters of a failure's reason
+# Where a buildpack's `fail` writes its one-line reason (in the build's TMPDIR).
+FAILURE_FILE = "slipway-failure"
+# Heroku's order: runtime.txt first, then .python-version.
+PYTHON_VERSION_FILES = ("runtime.txt", ".python-version")
 
 
 class BuildFailed(Exception):
@@ -227,14 +235,26 @@ class Build:
             raise BuildFailed(
                 BUILD_ERROR, "git submodules are not supported: vendor the code into the app"
             )
+        manifest = self.manifest(workspace.app, info)
         runner = Runner(workspace, user, self._environment(workspace, info), self)
         name, buildpack = runner.detect()
         self.say(f"-----> {name} app detected")
+        if buildpack.name == "python":
+            runner.env.update(self.python_for(workspace.app))
+        failure = workspace.tmp / FAILURE_FILE
+        runner.env["SLIPWAY_FAILURE_FILE"] = str(failure)
         status = runner.stream([str(buildpack / "bin" / "compile"), *runner.dirs()])
         if status != 0:
-            raise BuildFailed(BUILD_ERROR, f"the {name} build failed (see the output above)")
+            # The buildpack's own one-line reason (lib/output.sh's fail), else a general one.
+            reason = (read_app_file(failure, 4096) or "").strip().splitlines()
+            raise BuildFailed(
+                BUILD_ERROR,
+                reason[-1] if reason else f"the {name} build failed (see the output above)",
+            )
         defaults = runner.release(buildpack)
         types, release_command = self.process_types(workspace.app, defaults)
+        if manifest is not None:
+            self.describe_manifest(manifest, list(types), info)
         slug, size = self.make_slug(runner)
         return {
             "slug_id": slug.stem.removesuffix(".tar"),
@@ -243,8 +263,34 @@ class Build:
             "buildpack": name,
             "process_types": types,
             "release_command": release_command,
+            "manifest": manifest.for_release() if manifest is not None else None,
             "build_seconds": round(time.monotonic() - self.started, 3),
         }, slug
+
+    def python_for(self, app: Path) -> dict[str, str]:
+        """The interpreter the app asks for (see slipway.builder.pythons), for the Python
+        buildpack: ``SLIPWAY_PYTHON`` (its path) and ``SLIPWAY_PYTHON_VERSION``."""
+        import uv
+
+        host = PythonHost(
+            uv.find_uv_bin(),
+            pythons_dir(self.settings),
+            downloads=self.settings.python_downloads == "automatic",
+            exact_pin=self.settings.python_exact_pin,
+        )
+        try:
+            request = None
+            for source in PYTHON_VERSION_FILES:
+                text = read_app_file(app / source)
+                if text is not None and (request := parse_request(text, source)):
+                    break
+            interpreter = host.choose(request, self.say)
+        except PythonUnavailable as error:
+            raise BuildFailed(BUILD_ERROR, str(error)) from None
+        return {
+            "SLIPWAY_PYTHON": str(interpreter.path),
+            "SLIPWAY_PYTHON_VERSION": interpreter.dotted,
+        }
 
     def _environment(self, workspace: Workspace, info: dict[str, Any]) -> dict[str, str]:
         """A clean environment: config vars are in ENV_DIR, never exported here."""
@@ -285,6 +331,38 @@ class Build:
         if release_command:
             self.say(f"       Release command: {release_command}")
         return types, release_command
+
+    def manifest(self, app: Path, info: dict[str, Any]) -> Manifest | None:
+        """The app's app.json, checked (see slipway.builder.manifest); before the first
+        deploy, its required config vars must be set."""
+        text = read_app_file(app / MANIFEST_FILE)
+        if text is None:
+            return None
+        try:
+            manifest = parse_manifest(text)
+            if info.get("first_release"):
+                manifest.check_required(info["env"])
+        except ManifestError as error:
+            raise BuildFailed(BUILD_ERROR, str(error)) from None
+        return manifest
+
+    def describe_manifest(self, manifest: Manifest, types: list[str], info: dict[str, Any]) -> None:
+        """Say what app.json brings (never a value); its formation must name process types
+        the release has."""
+        try:
+            manifest.check_process_types(types)
+        except ManifestError as error:
+            raise BuildFailed(BUILD_ERROR, str(error)) from None
+        if not manifest.applies:
+            return
+        if not info.get("first_release"):
+            self.say(f"-----> {MANIFEST_FILE}: not applied (only the first deploy applies it)")
+            return
+        self.say(f"-----> {MANIFEST_FILE}: {manifest.summary(info['env'])}")
+        if manifest.sizes:
+            self.say("       formation sizes are ignored: instances have the platform's size")
+        if manifest.first_deploy:
+            self.say(f"       Postdeploy command, once: {manifest.first_deploy}")
 
     def make_slug(self, runner: Runner) -> tuple[Path, int]:
         """The built tree as a gzipped tarball, in the app's slugs directory."""
@@ -392,7 +470,7 @@ class Runner:
                 return detected[1].strip() or name, buildpacks / name
         raise BuildFailed(
             BUILD_ERROR,
-            "no buildpack matches this app: Slipway builds Python (requirements.txt or "
+            "no buildpack matches this app: Slipway builds Python (requirements.txt, Pipfile or "
             "pyproject.toml), Node.js (package.json), static sites (index.html or "
             "static.json) and apps with a Procfile of host commands",
         )

@@ -18,5 +18,11 @@ def caches_dir(settings: Settings) -> Path:
     return traversable_dir(apps_root(settings.data_dir, settings.apps_dir) / "caches")
 
 
+def pythons_dir(settings: Settings) -> Path:
+    """Interpreters uv downloads for apps: shared by every app, written only by the build
+    worker, read by app users (builds and instances)."""
+    return apps_root(settings.data_dir, settings.apps_dir) / "pythons"
+
+
 def slugs_dir(settings: Settings, app_uid: str) -> Path:
     return settings.data_dir / "slugs" / app_uid

@@ -65,6 +65,7 @@ class Release:
     config: dict[str, str]
     formation: dict[str, int]
     release_command: str | None = None
+    first_deploy_command: str | None = None  # app.json's postdeploy, at the first deploy
 
     @classmethod
     def from_api(cls, answer: dict[str, Any], slugs: Path) -> Release:
@@ -78,6 +79,7 @@ class Release:
             config=dict(answer["config"]),
             formation=dict(answer.get("formation") or {"web": 1}),
             release_command=answer.get("release_command"),
+            first_deploy_command=answer.get("first_deploy_command"),
         )
 
     def record(self) -> dict[str, Any]:
@@ -394,12 +396,19 @@ class Runner:
         self._stop(state.release.app_uid, old)
 
     def _release_phase(self, release: Release, directory: Path, user: AppUser | None) -> None:
-        """The Procfile's ``release:`` command (migrations...), in a one-off instance of the
-        new release, before any of its instances starts: if it fails, nothing changes."""
-        if not release.release_command:
-            return
+        """The Procfile's ``release:`` command (migrations...), then, at the app's first
+        deploy, app.json's postdeploy, each in a one-off instance of the new release, before
+        any of its instances starts: if one fails, nothing changes."""
+        if release.release_command:
+            self._release_task(release, directory, user, "release", release.release_command)
+        if release.first_deploy_command:
+            self._release_task(release, directory, user, "postdeploy", release.first_deploy_command)
+
+    def _release_task(
+        self, release: Release, directory: Path, user: AppUser | None, kind: str, command: str
+    ) -> None:
         state = AppState(release, directory)
-        one_off = self._start(state, user, "release", 1, release.release_command)
+        one_off = self._start(state, user, kind, 1, command)
         assert one_off.process is not None
         try:
             status = one_off.process.wait(self.settings.release_timeout)
@@ -409,7 +418,8 @@ class Runner:
             self._stop(release.app_uid, [one_off], ONE_OFF_STOP_TIMEOUT)
         if status != 0:
             outcome = "timed out" if status is None else f"exited with status {status}"
-            raise DeployFailed(HOOK_ERROR, f"the release command {outcome}")
+            what = "the release command" if kind == "release" else "app.json's postdeploy"
+            raise DeployFailed(HOOK_ERROR, f"{what} {outcome}")
 
     def _start(
         self,

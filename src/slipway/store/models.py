@@ -227,6 +227,9 @@ class Release(Timestamped, Base):
     buildpack: Mapped[str] = mapped_column(String(100))
     process_types: Mapped[str] = mapped_column(Text)  # JSON object: type -> command
     release_command: Mapped[str | None] = mapped_column(Text)  # Procfile release:/postdeploy:
+    # app.json's scripts.postdeploy: on the app's first release only, run once after the
+    # release command at its first deploy.
+    first_deploy_command: Mapped[str | None] = mapped_column(Text)
     config: Mapped[str] = mapped_column(Text)  # JSON object: the env vars it runs with
     created_by: Mapped[str | None] = mapped_column(String(40))
     deployment_id: Mapped[int | None] = mapped_column(Integer)

@@ -7,15 +7,39 @@ runtime always has one immutable thing to run, and an earlier one to roll back t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from slipway.deployment_states import STARTING
-from slipway.store.errors import Conflict, NotFound
+from slipway.store import apps, formation
+from slipway.store.errors import Conflict, Invalid, NotFound
 from slipway.store.models import App, Release
+
+SECRET_BYTES = 32  # a generated secret: 64 hex characters, as Heroku's app.json makes
+
+
+@dataclass(frozen=True)
+class ConfigDefault:
+    """A config var's default: a value, a generated secret, or (required) none."""
+
+    value: str | None = None
+    generator: str | None = None  # "secret"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class FirstDeploy:
+    """What the app's manifest (app.json) asks of its first release: config var defaults
+    (never over one already set), the formation, and a command run once after the
+    release command."""
+
+    env: dict[str, ConfigDefault] = field(default_factory=dict)
+    formation: dict[str, int] = field(default_factory=dict)
+    command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +54,7 @@ class Build:
     process_types: dict[str, str]
     release_command: str | None
     build_seconds: float | None = None
+    first_deploy: FirstDeploy | None = None  # the app's app.json, if it has one
 
 
 def current_release(session: Session, app: App) -> Release | None:
@@ -97,6 +122,12 @@ def release_build(
     user: str | None,
     deployment_id: int,
 ) -> Release:
+    """The build's release, with ``config``; the app's first one also with what its
+    app.json asks (and the config then)."""
+    first_deploy_command = None
+    if build.first_deploy is not None and current_release(session, app) is None:
+        config = _apply_first_deploy(session, app, build, build.first_deploy)
+        first_deploy_command = build.first_deploy.command
     return _add(
         session,
         app,
@@ -108,11 +139,36 @@ def release_build(
         buildpack=build.buildpack,
         process_types=json.dumps(build.process_types),
         release_command=build.release_command,
+        first_deploy_command=first_deploy_command,
         config=json.dumps(config),
         created_by=user,
         deployment_id=deployment_id,
         build_seconds=build.build_seconds,
     )
+
+
+def _apply_first_deploy(
+    session: Session, app: App, build: Build, wanted: FirstDeploy
+) -> dict[str, str]:
+    """Set the config vars not set yet (a generated secret is never shown) and the
+    formation, all checked first; the config now."""
+    env = apps.env_of(session, app)
+    changes: dict[str, str | None] = {}
+    for name, default in sorted(wanted.env.items()):
+        if name in env:
+            continue
+        if default.value is not None:
+            changes[name] = default.value
+        elif default.generator == "secret":
+            changes[name] = secrets.token_hex(SECRET_BYTES)
+        elif default.required:
+            raise Invalid(
+                f"app.json: {name} is required and has no value: set it with "
+                f"`slipway env set {name}=...`, then push again"
+            )
+    if wanted.formation:
+        formation.scale(app, list(build.process_types), wanted.formation)
+    return apps.change_env(session, app, changes) if changes else env
 
 
 def release_config(

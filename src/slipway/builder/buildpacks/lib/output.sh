@@ -17,7 +17,9 @@ indent() {
     sed -u 's/^/       /'
 }
 
+# Stop the build with a one-line reason: shown here, and the push's "Push rejected: REASON".
 fail() {
     echo " !     $*"
+    if [ -n "${SLIPWAY_FAILURE_FILE:-}" ]; then echo "$*" > "$SLIPWAY_FAILURE_FILE"; fi
     exit 1
 }
