@@ -77,13 +77,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The environment a developer's machine runs yarn and pnpm in (through corepack)."""
+    """The environment a developer's machine runs yarn and pnpm in (through corepack): not
+    CI's, where Yarn 2+ and pnpm refuse to write the lockfile a first install makes."""
     home = tmp_path_factory.mktemp("developer")
     registry = subprocess.run(
         ["npm", "config", "get", "registry"], capture_output=True, text=True, check=True
     ).stdout.strip()
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "CI"},
         "HOME": str(home),
         "COREPACK_HOME": str(home / "corepack"),
         "COREPACK_NPM_REGISTRY": registry.rstrip("/"),
