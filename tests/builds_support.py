@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
-from slipway.applog import stream_key
-from slipway.deployment_states import RUNNING, STARTING
+from slipway.applog.stream import stream_key
 from slipway.embedded.supervisor import free_port
 from slipway.jobs.connection import sync_redis
+from slipway.wire.deployment_states import RUNNING, STARTING
 from tests.services import apps_dir, wait_until
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]

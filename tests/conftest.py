@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from slipway.appuser import PREFIX, can_switch_users
+from slipway.host.appuser import PREFIX, can_switch_users
 from tests.services import Postgres, RedisServer, Sshd
 
 

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
 
     # Builds (slipway.builder.build): seconds a build may take, the largest slug (compressed),
     # releases whose slugs are kept (older ones are pruned), and where builds run and caches
-    # live (default: DATA_DIR/apps; see slipway.appuser).
+    # live (default: DATA_DIR/apps; see slipway.host.appuser).
     build_timeout: int = Field(default=15 * 60, ge=10)
     slug_max_mb: int = Field(default=500, ge=1)
     keep_releases: int = Field(default=5, ge=1)

@@ -23,7 +23,7 @@ import psutil
 
 from slipway.embedded.redis_server import answers_ping
 from slipway.embedded.supervisor import ServiceError, free_port
-from slipway.filelock import exclusive
+from slipway.host.filelock import exclusive
 
 PLANS = {"dev": 64, "standard": 256, "large": 1024}  # maxmemory, MB
 DEFAULT_PLAN = "dev"

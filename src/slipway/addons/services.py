@@ -12,10 +12,10 @@ from functools import partial
 import psycopg
 
 from slipway.addons import postgresql, redis
-from slipway.appuser import apps_root, traversable_dir
 from slipway.config import Settings
 from slipway.embedded.postgres import PrivatePostgres, Server
 from slipway.embedded.supervisor import ServiceError
+from slipway.host.appuser import apps_root, traversable_dir
 
 log = logging.getLogger("slipway.addons")
 

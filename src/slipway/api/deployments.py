@@ -25,11 +25,11 @@ from slipway.api.schemas import (
 )
 from slipway.builder.buildlog import BuildLog
 from slipway.builder.layout import slugs_dir
-from slipway.deployment_states import RUNNING
 from slipway.store import apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.errors import Conflict
 from slipway.store.models import Deployment, Release
+from slipway.wire.deployment_states import RUNNING
 
 router = APIRouter(prefix="/v1/apps/{app}", tags=["deployments"])
 

@@ -38,12 +38,12 @@ from slipway.api.schemas import (
     StartedIn,
 )
 from slipway.builder.layout import slugs_dir
-from slipway.deployment_states import STARTING
 from slipway.store import accounts, addons, apps, deployments, releases
 from slipway.store.apps import Action
 from slipway.store.changes import changes_since
 from slipway.store.formation import formation_of
 from slipway.store.models import App, utcnow
+from slipway.wire.deployment_states import STARTING
 
 router = APIRouter(prefix="/internal", dependencies=[Depends(edge_service)], tags=["internal"])
 

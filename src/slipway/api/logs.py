@@ -15,9 +15,9 @@ import redis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from slipway import logreader
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.errors import ApiError
+from slipway.applog import reader
 from slipway.jobs import Client
 from slipway.store import apps
 from slipway.store.apps import Action
@@ -54,14 +54,14 @@ def app_logs(
     if unknown:
         raise ApiError(422, "invalid", f"no log source {', '.join(unknown)} ({', '.join(SOURCES)})")
     try:
-        match = logreader.Match.parse(filter, source)
+        match = reader.Match.parse(filter, source)
     except ValueError as error:
         raise ApiError(422, "invalid", str(error)) from None
     jobs: Client | None = request.app.state.jobs
     if jobs is None:
         raise ApiError(503, "unavailable", "no Redis is configured: there are no app logs")
     try:
-        found, position = logreader.backlog(
+        found, position = reader.backlog(
             jobs.redis,
             uid,
             match,
@@ -79,23 +79,23 @@ def app_logs(
 def _stream(
     jobs: Client,
     uid: str,
-    match: logreader.Match,
-    found: list[logreader.Entry],
+    match: reader.Match,
+    found: list[reader.Entry],
     position: str,
     follow: bool,
 ) -> Iterator[str]:
-    for start in range(0, len(found), logreader.PAGE):  # big chunks: a yield is a thread hop
-        yield "".join(json.dumps(e.as_json()) + "\n" for e in found[start : start + logreader.PAGE])
+    for start in range(0, len(found), reader.PAGE):  # big chunks: a yield is a thread hop
+        yield "".join(json.dumps(e.as_json()) + "\n" for e in found[start : start + reader.PAGE])
     if not follow:
         return
     silent = 0.0
     try:
-        for batch in logreader.follow(jobs.redis, uid, match, position):
+        for batch in reader.follow(jobs.redis, uid, match, position):
             if batch:
                 silent = 0.0
                 yield "".join(json.dumps(e.as_json()) + "\n" for e in batch)
                 continue
-            silent += logreader.MAX_BLOCK
+            silent += reader.MAX_BLOCK
             if silent >= KEEPALIVE:
                 silent = 0.0
                 yield "\n"

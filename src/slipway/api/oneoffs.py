@@ -16,18 +16,18 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from slipway import oneoff_frames as frames
-from slipway import runner_registry
 from slipway.api import runners
 from slipway.api.auth import authenticate
 from slipway.api.errors import ApiError
 from slipway.api.schemas import OneOffIn
+from slipway.fleet import registry
 from slipway.jobs import Client
 from slipway.store import apps, releases
 from slipway.store.apps import Action
 from slipway.store.db import Database
 from slipway.store.errors import StoreError
 from slipway.store.names import check_env_name
+from slipway.wire import oneoff_frames as frames
 
 router = APIRouter(prefix="/v1/apps/{app}", tags=["one-offs"])
 
@@ -118,10 +118,10 @@ async def _runner_address(websocket: WebSocket, name: str) -> str:
     deadline = time.monotonic() + RUNNER_WAIT
     while True:
         try:
-            info = (await asyncio.to_thread(runner_registry.runners, jobs.redis)).get(name)
+            info = (await asyncio.to_thread(registry.runners, jobs.redis)).get(name)
         except redis.RedisError as error:
             raise Refused(f"the runners cannot be found: {error}") from None
-        fresh = info is not None and time.time() - info["seen"] < runner_registry.ALIVE_FOR
+        fresh = info is not None and time.time() - info["seen"] < registry.ALIVE_FOR
         if fresh and info and info.get("run_port"):
             return f"{info['address']}:{info['run_port']}"
         if time.monotonic() > deadline:

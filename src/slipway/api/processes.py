@@ -12,11 +12,11 @@ import redis
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from slipway import processes
 from slipway.api import runners
 from slipway.api.auth import Caller, CurrentCaller, Db
 from slipway.api.errors import ApiError
 from slipway.api.schemas import FormationOut, ProcessOut, RestartIn, ScaleIn, StatsOut
+from slipway.fleet import processes
 from slipway.jobs import Client
 from slipway.store import apps, formation, releases
 from slipway.store.apps import Action

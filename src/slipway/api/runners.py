@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slipway import runner_registry
-from slipway.applog import AppLog
+from slipway.applog.stream import AppLog
+from slipway.fleet import registry
 from slipway.jobs import Client
 from slipway.store.models import App
 
@@ -34,7 +34,7 @@ def place(app: FastAPI, session: Session, found: App) -> str:
     runner with the fewest apps (the app moves there)."""
     jobs: Client | None = app.state.jobs
     try:
-        alive = runner_registry.alive(jobs.redis) if jobs is not None else []
+        alive = registry.alive(jobs.redis) if jobs is not None else []
     except redis.RedisError as error:
         log.warning("cannot read the runners' heartbeats: %s", error)
         alive = []

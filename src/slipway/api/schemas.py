@@ -406,7 +406,7 @@ class UploadIn(BaseModel):
 
 
 class OneOffIn(BaseModel):
-    """The first message of a `slipway run` WebSocket (see slipway.oneoff_frames)."""
+    """The first message of a `slipway run` WebSocket (see slipway.wire.oneoff_frames)."""
 
     model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=65_536)

@@ -1,4 +1,4 @@
-"""Reads an app's log stream (slipway.applog) as ``slipway logs`` shows it: the last lines
+"""Reads an app's log stream (slipway.applog.stream) as ``slipway logs`` shows it: the last lines
 that match, then, when following, every new one, from the position the backlog ended at, so
 that nothing is missed or shown twice between the two; and from any position again, for a
 follower that lost its connection."""
@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from slipway.applog import stream_key
+from slipway.applog.stream import stream_key
 
 PAGE = 1000  # entries per read of the backlog
 MAX_BLOCK = 2.0  # seconds a follow's read waits (under Redis' 5 s read timeout)

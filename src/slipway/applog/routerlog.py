@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from slipway.applog import ROUTER, AppLog, Line
+from slipway.applog.stream import ROUTER, AppLog, Line
 
 log = logging.getLogger("slipway.runtime")
 

@@ -1,4 +1,4 @@
-"""Ships what instances write to their app's log stream (slipway.applog).
+"""Ships what instances write to their app's log stream (slipway.applog.stream).
 
 Instances write to files (``DATA_DIR/logs/APP_UID/web-1-PORT.stdout``, ``.stderr``), not to
 pipes: an instance must not die of a broken pipe when the runner restarts. One thread reads what is
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from slipway.applog import APP, MAX_LINE, PLATFORM, AppLog, Line, split
+from slipway.applog.stream import APP, MAX_LINE, PLATFORM, AppLog, Line, split
 
 log = logging.getLogger("slipway.runtime")
 

@@ -29,16 +29,6 @@ from typing import IO, Any
 import redis
 import yaml
 
-from slipway.appuser import (
-    AppUser,
-    apps_root,
-    copy_for_app_users,
-    ensure_app_user,
-    give_to,
-    remove_app_user,
-    run_as,
-    traversable_dir,
-)
 from slipway.builder import buildlock
 from slipway.builder.buildlog import BUILDER_ALIVE_TTL, BuildLog, builder_alive_key
 from slipway.builder.buildpacks import BUILDPACKS_DIR, ORDER
@@ -52,9 +42,19 @@ from slipway.builder.procfile import ProcfileError, parse_procfile, split_releas
 from slipway.builder.pythons import PythonHost, PythonUnavailable, parse_request
 from slipway.builder.repositories import MB, REPOSITORY_ID, megabytes
 from slipway.config import Settings
-from slipway.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS, TIMEOUT_ERROR
-from slipway.filelock import exclusive
+from slipway.host.appuser import (
+    AppUser,
+    apps_root,
+    copy_for_app_users,
+    ensure_app_user,
+    give_to,
+    remove_app_user,
+    run_as,
+    traversable_dir,
+)
+from slipway.host.filelock import exclusive
 from slipway.jobs.connection import sync_redis
+from slipway.wire.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS, TIMEOUT_ERROR
 
 log = logging.getLogger("slipway.builder")
 

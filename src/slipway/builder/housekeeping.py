@@ -16,7 +16,7 @@ import subprocess
 import time
 from contextlib import suppress
 
-from slipway.filelock import exclusive
+from slipway.host.filelock import exclusive
 
 log = logging.getLogger("slipway.builder")
 

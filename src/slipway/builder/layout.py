@@ -1,13 +1,13 @@
 """Where builds keep their files on a repo host: pushed trees (one directory per
 deployment), the apps' build caches, and slugs. App users reach the first two (see
-slipway.appuser); slugs are the platform's."""
+slipway.host.appuser); slugs are the platform's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from slipway.appuser import apps_root, traversable_dir
 from slipway.config import Settings
+from slipway.host.appuser import apps_root, traversable_dir
 
 
 def builds_dir(settings: Settings) -> Path:

@@ -33,9 +33,9 @@ from slipway.builder.layout import builds_dir
 from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.builder.repositories import BUILD, REPOSITORY_ID, repo_queue
 from slipway.config import Settings
-from slipway.deployment_states import ABORTED, SUCCESS
 from slipway.jobs.client import Client
 from slipway.jobs.connection import sync_redis
+from slipway.wire.deployment_states import ABORTED, SUCCESS
 
 QUEUE_WAIT_LIMIT = 600  # seconds a pushed build may wait for a free worker
 ZERO_COMMIT = "0" * 40  # a deleted ref's new commit

@@ -1,5 +1,5 @@
 """``run``: a one-off process in the app's environment, attached to this terminal (or to
-these pipes), over a WebSocket to the API (frames in slipway.oneoff_frames)."""
+these pipes), over a WebSocket to the API (frames in slipway.wire.oneoff_frames)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from slipway import __version__
-from slipway import oneoff_frames as frames
 from slipway.cli import config
 from slipway.cli.appname import detect_app
 from slipway.cli.errors import CliError
 from slipway.cli.options import AppOption, RemoteOption
+from slipway.wire import oneoff_frames as frames
 
 LOST = 255  # exit status when the session ends without the process's (as ssh does)
 

@@ -15,8 +15,8 @@ from typing import Any
 import asyncssh
 
 from slipway.cli.errors import CliError
-from slipway.ssh_ignore import UnpaddedClient
-from slipway.tcp_relay import ChannelEnd, SocketEnd
+from slipway.ssh.msg_ignore import UnpaddedClient
+from slipway.ssh.tcp_relay import ChannelEnd, SocketEnd
 
 RECONNECT_EVERY = (1, 2, 5, 10)  # seconds between attempts, the last one repeated
 KNOWN_HOSTS = Path("~/.ssh/known_hosts")

@@ -137,8 +137,8 @@ def runners(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
 
     from sqlalchemy import func, select
 
-    from slipway import runner_registry
     from slipway.config import load_settings
+    from slipway.fleet import registry
     from slipway.jobs.connection import sync_redis
     from slipway.store.models import App
 
@@ -148,14 +148,14 @@ def runners(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         rows = session.execute(select(App.runner, func.count()).group_by(App.runner)).all()
         counts = {name or "local": count for name, count in rows}
     url = settings.redis_url or f"unix://{settings.data_dir / 'redis' / 'redis.sock'}"
-    found = runner_registry.runners(sync_redis(url))
+    found = registry.runners(sync_redis(url))
     if not found:
         typer.echo("no runner has reported: is `slipwayd up` running?", err=True)
         return
     print(f"{'NAME':<20} {'ADDRESS':<20} {'SEEN':>8}  APPS")
     for name, info in sorted(found.items()):
         seen = time.time() - info["seen"]
-        state = f"{seen:.0f}s ago" if seen < runner_registry.ALIVE_FOR else "gone"
+        state = f"{seen:.0f}s ago" if seen < registry.ALIVE_FOR else "gone"
         print(f"{name:<20} {info['address']:<20} {state:>8}  {counts.get(name, 0)}")
 
 

@@ -14,7 +14,7 @@ import typer
 
 from slipway.config import load_settings
 from slipway.daemon.options import DatabaseUrl, DataDir, Host, HttpPort, SshPort
-from slipway.logs import setup_logging
+from slipway.daemon.serverlog import setup_logging
 
 if TYPE_CHECKING:
     from slipway.gateway.limits import ConnectionLimits

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from slipway import announcements
 from slipway.builder.repositories import repo_queue
 from slipway.config import Settings, load_settings
 from slipway.daemon.options import (
@@ -31,6 +30,7 @@ from slipway.daemon.options import (
 from slipway.embedded.datadir import AlreadyRunning, DataDirLock
 from slipway.embedded.redis_server import redis_service
 from slipway.embedded.supervisor import Service, ServiceError, Supervisor
+from slipway.fleet import announcements
 from slipway.graceful import listen
 from slipway.router.haproxy import router_service
 from slipway.runtime.jobs import runner_queue

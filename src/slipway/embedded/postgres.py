@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.embedded.supervisor import ServiceError, free_port, port_open
-from slipway.filelock import exclusive
+from slipway.host.filelock import exclusive
 
 START_TIMEOUT = 60  # seconds pg_ctl waits for the server
 # The platform (root, or the user running it) comes through the socket, whose directory

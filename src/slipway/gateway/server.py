@@ -33,7 +33,7 @@ from slipway.gateway.session import GitSession
 from slipway.gateway.tunnels import open_tunnel
 from slipway.gateway.upstreams import FAST_CIPHERS, SshUpstream, Upstream
 from slipway.graceful import accept_connections
-from slipway.ssh_ignore import skip_ignore_packets
+from slipway.ssh.msg_ignore import skip_ignore_packets
 
 log = logging.getLogger("slipway.gateway")
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import asyncssh
 
 from slipway.gateway.control import ControlPlane, ControlPlaneError
+from slipway.ssh.tcp_relay import ChannelEnd, SocketEnd
 from slipway.store.names import APP_NAME
-from slipway.tcp_relay import ChannelEnd, SocketEnd
 
 log = logging.getLogger("slipway.gateway")
 CONNECT_TIMEOUT = 10.0

@@ -17,7 +17,7 @@ from typing import Protocol
 import asyncssh
 
 from slipway.gateway.commands import GitCommand
-from slipway.ssh_ignore import UnpaddedClient
+from slipway.ssh.msg_ignore import UnpaddedClient
 
 SSH_SESSIONS_PER_CONNECTION = 10  # OpenSSH's MaxSessions
 

@@ -59,7 +59,7 @@ class RouterFiles:
     @property
     def log_socket(self) -> Path:
         """Where the router sends a line per request (a datagram socket the runner
-        binds: slipway.runtime.routerlog)."""
+        binds: slipway.applog.routerlog)."""
         return self.directory / "log.sock"
 
 

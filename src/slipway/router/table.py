@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from slipway.filelock import exclusive
+from slipway.host.filelock import exclusive
 from slipway.router.haproxy import RouterFiles, slot_name
 from slipway.router.runtime import RouterError, RuntimeApi
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 
-from slipway.appuser import AppUser
 from slipway.builder.gitshell import SAFE_PATH
+from slipway.host.appuser import AppUser
 from slipway.runtime.cgroups import Group
 
 # Sourced before the command, as on Heroku: buildpacks put PATH and the like there.

@@ -12,9 +12,9 @@ from typing import Any
 from slipway import jobs
 from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.config import Settings
-from slipway.deployment_states import ABORTED, SUCCESS
 from slipway.jobs.connection import sync_redis
 from slipway.runtime.runner import DeployFailed, Release, Runner
+from slipway.wire.deployment_states import ABORTED, SUCCESS
 
 log = logging.getLogger("slipway.runtime")
 

@@ -1,5 +1,5 @@
 """One-off processes (`slipway run`): the runner takes them from the API over a WebSocket
-(frames in slipway.oneoff_frames) on a port of its own, published with its heartbeat; the
+(frames in slipway.wire.oneoff_frames) on a port of its own, published with its heartbeat; the
 API authenticates the user and relays. A one-off runs the app's current release as the
 app's user, in a cgroup of its own, with a pseudo-terminal or with three pipes.
 
@@ -41,14 +41,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from slipway import oneoff_frames as frames
-from slipway import processes
-from slipway.appuser import AppUser, ensure_app_user
 from slipway.builder.platform import PlatformApi
+from slipway.fleet import processes
+from slipway.host.appuser import AppUser, ensure_app_user
 from slipway.runtime import releases
 from slipway.runtime.cgroups import SIZES, Group
 from slipway.runtime.instances import Instance, launcher
 from slipway.runtime.state import still_running
+from slipway.wire import oneoff_frames as frames
 
 if TYPE_CHECKING:
     from slipway.runtime.runner import Runner

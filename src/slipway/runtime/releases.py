@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from slipway.appuser import AppUser, give_to, run_as, traversable_dir
+from slipway.host.appuser import AppUser, give_to, run_as, traversable_dir
 
 
 def unpack(root: Path, app_uid: str, version: int, slug: Path, user: AppUser | None) -> Path:

@@ -18,23 +18,23 @@ from typing import Any
 import psutil
 import redis
 
-from slipway import processes, runner_registry
-from slipway.announcements import announce
-from slipway.applog import AppLog
-from slipway.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
+from slipway.applog.routerlog import RoutedHosts, RouterLog
+from slipway.applog.ship import LogShipper
+from slipway.applog.stream import AppLog
 from slipway.config import Settings
-from slipway.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 from slipway.embedded.supervisor import free_port
+from slipway.fleet import processes, registry
+from slipway.fleet.announcements import announce
+from slipway.host.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
 from slipway.router.haproxy import RouterFiles
 from slipway.router.table import Router, Target
 from slipway.runtime import releases
 from slipway.runtime import state as saved
 from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
-from slipway.runtime.logship import LogShipper
 from slipway.runtime.oneoffs import OneOffServer
-from slipway.runtime.routerlog import RoutedHosts, RouterLog
 from slipway.runtime.stats import Sampler
+from slipway.wire.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 
 log = logging.getLogger("slipway.runtime")
 
@@ -167,7 +167,7 @@ class Runner:
         """Tell the API this runner is alive (it places apps on live runners only)."""
         while True:
             try:
-                runner_registry.heartbeat(
+                registry.heartbeat(
                     self.redis,
                     self.settings.runner_name,
                     self.settings.runner_address,
@@ -175,7 +175,7 @@ class Runner:
                 )
             except redis.RedisError as error:
                 log.warning("heartbeat failed: %s", error)
-            if self._stopping.wait(runner_registry.EVERY):
+            if self._stopping.wait(registry.EVERY):
                 return
 
     def _adopt(self, found: saved.RunnerState) -> None:
@@ -675,7 +675,7 @@ class Runner:
             self.router_log.stop()
         self.logs.stop()
         with contextlib.suppress(redis.RedisError):
-            runner_registry.leave(self.redis, self.settings.runner_name)
+            registry.leave(self.redis, self.settings.runner_name)
         self._save()
         self.oneoffs.stop_accepting()
         os.close(self._lock)  # the next runner may start: it takes new one-offs

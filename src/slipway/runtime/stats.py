@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from slipway.processes import InstanceStats
+from slipway.fleet.processes import InstanceStats
 from slipway.runtime.instances import Instance
 
 

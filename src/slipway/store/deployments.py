@@ -13,7 +13,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slipway.deployment_states import (
+from slipway.store.errors import Invalid, NotFound
+from slipway.store.models import App, Deployment, Release, utcnow
+from slipway.store.names import check_branch_name
+from slipway.store.releases import Build, release_build
+from slipway.wire.deployment_states import (
     ABORTED,
     BUILDING,
     FINISHED,
@@ -22,10 +26,6 @@ from slipway.deployment_states import (
     STARTING,
     SUCCESS,
 )
-from slipway.store.errors import Invalid, NotFound
-from slipway.store.models import App, Deployment, Release, utcnow
-from slipway.store.names import check_branch_name
-from slipway.store.releases import Build, release_build
 
 DEFAULT_BRANCHES = ("main", "master")
 ZERO_COMMIT = "0" * 40

@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from slipway.filelock import exclusive
+from slipway.host.filelock import exclusive
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from slipway.deployment_states import STARTING
 from slipway.store import apps, formation
 from slipway.store.errors import Conflict, Invalid, NotFound
 from slipway.store.models import App, Release
+from slipway.wire.deployment_states import STARTING
 
 SECRET_BYTES = 32  # a generated secret: 64 hex characters, as Heroku's app.json makes
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from slipway.appuser import user_name
+from slipway.host.appuser import user_name
 from tests.builds_support import SLIPWAY, Platform
 from tests.services import wait_until
 

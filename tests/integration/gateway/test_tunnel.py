@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from slipway.ssh_ignore import UnpaddedClient
+from slipway.ssh.msg_ignore import UnpaddedClient
 from tests.control_support import ApiServer
 from tests.gateway_support import RunningGateway, add_app, add_user, with_database
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from slipway.applog import AppLog, stream_key
+from slipway.applog.ship import LogShipper
+from slipway.applog.stream import AppLog, stream_key
 from slipway.jobs.connection import sync_redis
-from slipway.runtime.logship import LogShipper
 from tests.services import RedisServer, wait_until
 
 

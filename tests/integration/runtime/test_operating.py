@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from slipway import logreader
-from slipway.applog import AppLog, Line
+from slipway.applog import reader
+from slipway.applog.stream import AppLog, Line
 from slipway.jobs.connection import sync_redis
 from tests.builds_support import SLIPWAY, Platform
 from tests.integration.runtime.test_deploys import listed_pids, load, pids
@@ -262,14 +262,14 @@ def test_a_follower_resumes_after_a_network_drop_from_the_last_line(platform: Pl
 def test_backlog_then_follow_miss_nothing_written_between_them(platform: Platform) -> None:
     connection = sync_redis(f"unix://{platform.data / 'redis' / 'redis.sock'}")
     uid = platform.uid("talker")
-    match = logreader.Match.parse("burst")
-    _, position = logreader.backlog(connection, uid, match, 100)
+    match = reader.Match.parse("burst")
+    _, position = reader.backlog(connection, uid, match, 100)
     # A burst lands exactly between the backlog's read and the follow's first read.
     AppLog(connection, 100_000, 7).write(
         uid, [Line(f"between {i}", instance="burst.1") for i in range(500)]
     )
     seen: list[str] = []
-    for batch in logreader.follow(connection, uid, match, position):
+    for batch in reader.follow(connection, uid, match, position):
         seen += [entry.message for entry in batch]
         if len(seen) >= 500:
             break

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slipway.applog import AppLog
+from slipway.applog.routerlog import RoutedHosts, RouterLog
+from slipway.applog.stream import AppLog
 from slipway.jobs.connection import sync_redis
-from slipway.runtime.routerlog import RoutedHosts, RouterLog
 
 
 class CountingRedis:
