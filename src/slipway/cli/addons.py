@@ -8,8 +8,7 @@ from urllib.parse import quote
 
 import typer
 
-from slipway.cli.appname import detect_app
-from slipway.cli.apps import app_path
+from slipway.cli.appname import app_path, detect_app
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, JsonOption, RemoteOption

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from urllib.parse import quote
 
 from slipway.cli.errors import CliError
 
@@ -48,3 +49,8 @@ def detect_app(app: str | None, remote: str | None) -> str:
     if found is None:
         raise CliError(f"cannot tell the app from the URL of remote {name!r}: {url}")
     return found
+
+
+def app_path(app: str) -> str:
+    """The app's resource in the API."""
+    return f"/v1/apps/{quote(app, safe='')}"

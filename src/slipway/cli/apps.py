@@ -11,8 +11,8 @@ from urllib.parse import quote
 import typer
 from dotenv import dotenv_values
 
-from slipway.cli.appname import DEFAULT_REMOTE, detect_app, git
-from slipway.cli.completion import remember_apps
+from slipway.cli.appcache import remember_apps
+from slipway.cli.appname import DEFAULT_REMOTE, app_path, detect_app, git
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, JsonOption, RemoteOption
@@ -25,10 +25,6 @@ APP_COLUMNS = ["name", "owner", "role", "git_remote", "deploy_branch", "created_
 apps = typer.Typer(help="Create and manage apps.", no_args_is_help=True)
 collaborators = typer.Typer(help="Share an app with other users.", no_args_is_help=True)
 env = typer.Typer(help="Manage an app's environment variables.", no_args_is_help=True)
-
-
-def app_path(app: str) -> str:
-    return f"/v1/apps/{quote(app, safe='')}"
 
 
 def refuse_capitals(name: str) -> None:

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slipway.cli.appname import detect_app
-from slipway.cli.apps import app_path
+from slipway.cli.appname import app_path, detect_app
 from slipway.cli.completion import process_names
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from slipway.cli.completion import app_names
+from slipway.cli.appcache import app_names
 
 AppOption = Annotated[
     str | None,

@@ -15,8 +15,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from slipway.cli.appname import detect_app
-from slipway.cli.apps import app_path
+from slipway.cli.appname import app_path, detect_app
 from slipway.cli.completion import process_names, scale_targets
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api

@@ -16,8 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import typer
 
-from slipway.cli.appname import detect_app
-from slipway.cli.apps import app_path
+from slipway.cli.appname import app_path, detect_app
 from slipway.cli.errors import CliError
 from slipway.cli.http import Api
 from slipway.cli.options import AppOption, RemoteOption
