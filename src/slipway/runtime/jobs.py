@@ -13,7 +13,8 @@ from slipway import jobs
 from slipway.builder.platform import PlatformApi, PlatformError
 from slipway.config import Settings
 from slipway.jobs.connection import sync_redis
-from slipway.runtime.runner import DeployFailed, Release, Runner
+from slipway.runtime.releases import DeployFailed, Release
+from slipway.runtime.runner import Runner
 from slipway.wire.deployment_states import ABORTED, SUCCESS
 
 log = logging.getLogger("slipway.runtime")

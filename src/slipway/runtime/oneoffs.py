@@ -1,7 +1,8 @@
 """One-off processes (`slipway run`): the runner takes them from the API over a WebSocket
-(frames in slipway.wire.oneoff_frames) on a port of its own, published with its heartbeat; the
-API authenticates the user and relays. A one-off runs the app's current release as the
-app's user, in a cgroup of its own, with a pseudo-terminal or with three pipes.
+(slipway.runtime.oneoff_server, frames in slipway.wire.oneoff_frames) on a port of its own,
+published with its heartbeat; the API authenticates the user and relays. A one-off runs the
+app's current release as the app's user, in a cgroup of its own, with a pseudo-terminal or
+with three pipes.
 
 The API reaches the runner (as Kubernetes' API server reaches the kubelet), not the
 reverse: a session then needs no pairing between API servers, and costs one hop.
@@ -18,28 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hmac
 import json
 import logging
 import os
 import pty
-import secrets
 import shutil
 import signal
 import struct
 import termios
-import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 import redis
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from slipway.builder.platform import PlatformApi
 from slipway.fleet import processes
@@ -47,17 +41,13 @@ from slipway.host.appuser import AppUser, ensure_app_user
 from slipway.runtime import releases
 from slipway.runtime.cgroups import SIZES, Group
 from slipway.runtime.instances import Instance, launcher
+from slipway.runtime.resources import RunnerResources
 from slipway.runtime.state import still_running
 from slipway.wire import oneoff_frames as frames
 
-if TYPE_CHECKING:
-    from slipway.runtime.runner import Runner
-
 log = logging.getLogger("slipway.runtime")
 
-REQUEST_TIMEOUT = 30.0  # seconds the API has to send the request and the uploads
 STOP_GRACE = 5.0  # seconds from SIGHUP/SIGTERM to SIGKILL
-OUTPUT_GRACE = 1.0  # seconds to read what is left once the process has exited
 PIDS = "oneoffs"  # DATA_DIR/runner/oneoffs/NAME.json: what `up` stops with the platform
 # Uploads: a tmpfs of the one-off's own on /tmp/uploads (a mount namespace of its own), filled
 # by root from the runner's copy, then handed to the app's user.
@@ -101,135 +91,29 @@ class OneOff:
         self.last_activity = time.monotonic()
 
 
-class OneOffServer:
-    def __init__(self, runner: Runner, secret: str) -> None:
-        self.runner = runner
-        self.settings = runner.settings
-        self.secret = secret
+class OneOffs:
+    """The one-offs running on this host: each started, reported to `ps`, recorded for `up`,
+    and stopped, whoever asked (its session, its silence, its own exit)."""
+
+    def __init__(self, resources: RunnerResources) -> None:
+        self.resources = resources
+        self.settings = resources.settings
         self.live: dict[str, OneOff] = {}  # by app_uid/name
-        self.port = 0
         self.pids_dir = self.settings.data_dir / "runner" / PIDS
         self.pids_dir.mkdir(mode=0o700, exist_ok=True)
-        self.staging = self.settings.data_dir / "runner" / "uploads"
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(mode=0o700)
-        self._loop = asyncio.new_event_loop()
-        self._server: Server | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="one-offs", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or not self.port:
-            raise RuntimeError("the one-off server did not start")
-
-    # -- the server ------------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        try:
-            self._server = await serve(
-                self._session,
-                self.settings.runner_address,
-                self.settings.run_port,
-                process_request=self._authenticate,
-                max_size=frames.MAX_FRAME,
-                compression=None,  # deflate costs more than it saves on a local network
-                ping_interval=20,
-                ping_timeout=60,
-            )
-        except OSError as error:
-            log.error("the one-off server cannot listen: %s", error)
-            self._ready.set()
-            return
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        await self._server.wait_closed()
-
-    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not given or not hmac.compare_digest(given.encode(), self.secret.encode()):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "the shared secret is needed\n")
-        return None
-
-    def stop_accepting(self) -> None:
-        """A new runner takes new one-offs; this one serves its own until they end."""
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close, False)
-
-    def wait_for_sessions(self) -> None:
-        while self.live:
-            time.sleep(0.2)
 
     def versions_in_use(self, app_uid: str) -> set[int]:
         return {o.version for o in list(self.live.values()) if o.app_uid == app_uid}
 
-    # -- a session -------------------------------------------------------------------------
+    def wait_until_none(self) -> None:
+        while self.live:
+            time.sleep(0.2)
 
-    async def _session(self, ws: ServerConnection) -> None:
-        one_off: OneOff | None = None
-        staged: Path | None = None
-        try:
-            request = json.loads(await asyncio.wait_for(ws.recv(), REQUEST_TIMEOUT))
-            staged = await self._receive_uploads(ws, request.get("files") or [])
-            one_off = await asyncio.to_thread(self._prepare, request)
-            one_off.staged = staged
-            await self._start(one_off, request, staged)
-        except (Refused, OSError, ValueError, KeyError, TimeoutError, ConnectionClosed) as error:
-            log.warning("one-off refused: %s", error)
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(frames.status(error=str(error) or type(error).__name__))
-            if one_off is not None:
-                await self._end(one_off)
-            elif staged is not None:
-                shutil.rmtree(staged, ignore_errors=True)
-            return
-        if one_off.detached:
-            self._loop.create_task(self._watch_detached(one_off))
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(frames.status(started=one_off.name))
-            return
-        code = None
-        try:
-            await ws.send(frames.status(started=one_off.name))
-            code = await self._attach(ws, one_off)
-        except ConnectionClosed:
-            pass
-        finally:
-            await self._end(one_off)
-        with contextlib.suppress(ConnectionClosed):
-            if code is not None:
-                await ws.send(frames.status(exit=code))
+    def event(self, one_off: OneOff, message: str) -> None:
+        """A line of the app's log about this one-off."""
+        self.resources.logs.event(one_off.app_uid, message, one_off.name, one_off.version)
 
-    async def _receive_uploads(
-        self, ws: ServerConnection, files: list[dict[str, Any]]
-    ) -> Path | None:
-        if not files:
-            return None
-        names = [os.path.basename(str(entry["name"])) for entry in files]
-        sizes = [int(entry["size"]) for entry in files]
-        if any(n in ("", ".", "..") for n in names) or len(set(names)) < len(names):
-            raise Refused("invalid upload names: each file needs a name of its own")
-        if min(sizes) < 0 or sum(sizes) > frames.MAX_UPLOAD:
-            raise Refused(f"uploads are limited to {frames.MAX_UPLOAD // 2**20} MB")
-        staged = self.staging / secrets.token_hex(8)
-        await asyncio.to_thread(staged.mkdir, 0o700)
-        for name, left in zip(names, sizes, strict=True):
-            target = await asyncio.to_thread(open, staged / name, "xb")
-            try:
-                while left > 0:
-                    message = await asyncio.wait_for(ws.recv(), REQUEST_TIMEOUT)
-                    channel, data = frames.parse(message if isinstance(message, bytes) else b"")
-                    if channel != frames.UPLOAD or len(data) > left:
-                        raise Refused("the uploads do not match their announced sizes")
-                    await asyncio.to_thread(target.write, data)
-                    left -= len(data)
-            finally:
-                target.close()
-        return staged
-
-    def _prepare(self, request: dict[str, Any]) -> OneOff:
+    def prepare(self, request: dict[str, Any]) -> OneOff:
         """The release unpacked, the app's user, a number (run.N) and a cgroup."""
         release = request["release"]
         app_uid = release["app_uid"]
@@ -240,8 +124,8 @@ class OneOffServer:
             )
         user = ensure_app_user(app_uid)
         version = int(release["version"])
-        directory = releases.unpack(self.runner.releases_dir, app_uid, version, slug, user)
-        index = int(self.runner.redis.incr(f"slipway:run:{app_uid}"))
+        directory = releases.unpack(self.resources.releases_dir, app_uid, version, slug, user)
+        index = int(self.resources.redis.incr(f"slipway:run:{app_uid}"))
         one_off = OneOff(
             app=release["app"],
             app_uid=app_uid,
@@ -256,13 +140,13 @@ class OneOffServer:
         size = request.get("size") or self.settings.instance_size
         if size not in SIZES:
             raise Refused(f"unknown size {size!r}: use {', '.join(SIZES)}")
-        if self.runner.cgroups is not None:
-            one_off.group = self.runner.cgroups.create(f"{app_uid}-run-{index}", SIZES[size])
-        one_off.port = self.runner.allocate_port()
+        if self.resources.cgroups is not None:
+            one_off.group = self.resources.cgroups.create(f"{app_uid}-run-{index}", SIZES[size])
+        one_off.port = self.resources.ports.take()
         self.live[f"{app_uid}/{one_off.name}"] = one_off
         return one_off
 
-    async def _start(self, one_off: OneOff, request: dict[str, Any], staged: Path | None) -> None:
+    async def start(self, one_off: OneOff, request: dict[str, Any], staged: Path | None) -> None:
         user = one_off.user
         env = self._environment(one_off, request, staged)
         argv = launcher(one_off.command, user, one_off.group)
@@ -279,12 +163,12 @@ class OneOffServer:
             primary, secondary = pty.openpty()
             one_off.terminal = primary
             opened.append(secondary)
-            _set_size(secondary, request.get("cols"), request.get("rows"))
+            set_terminal_size(secondary, request.get("cols"), request.get("rows"))
             argv = ["setsid", "--ctty", *argv]  # the terminal is its controlling one
             stdio = (secondary, secondary, secondary)
         elif one_off.detached:
-            base = self.runner.logs_dir / one_off.app_uid / f"run-{one_off.index}-{one_off.port}"
-            self.runner.logs.watch(base, one_off.app_uid, one_off.name, one_off.version)
+            base = self.resources.logs_dir / one_off.app_uid / f"run-{one_off.index}-{one_off.port}"
+            self.resources.logs.watch(base, one_off.app_uid, one_off.name, one_off.version)
             one_off.log_base = base
             for stream in ("stdout", "stderr"):
                 path = base.with_name(f"{base.name}.{stream}")
@@ -310,7 +194,7 @@ class OneOffServer:
                 os.close(descriptor)
         self._record(one_off)
         user_name = request.get("user") or "someone"
-        self.runner.logs.event(
+        self.resources.logs.event(
             one_off.app_uid,
             f"{one_off.name} started by {user_name}: {one_off.command}"
             + (" (detached)" if one_off.detached else ""),
@@ -333,101 +217,17 @@ class OneOffServer:
             env["UPLOADS"] = "/tmp/uploads" if one_off.user else str(staged)  # noqa: S108
         return env
 
-    # -- attached ----------------------------------------------------------------------------
-
-    async def _attach(self, ws: ServerConnection, one_off: OneOff) -> int | None:
-        """Relay until the process exits (its status) or the client goes (None)."""
-        process = one_off.process
-        assert process is not None
-        loop = asyncio.get_running_loop()
-        terminal = one_off.terminal
-        if terminal is not None:  # each pipe transport closes its own copy
-            stdin_writer = await _pipe_writer(loop, os.dup(terminal))
-            outputs = [await _pipe_reader(loop, os.dup(terminal))]
-        else:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            assert process.stderr is not None
-            stdin_writer = process.stdin
-            outputs = [process.stdout, process.stderr]
-        pumps = [
-            loop.create_task(self._pump(ws, one_off, reader, channel))
-            for reader, channel in zip(outputs, (frames.STDOUT, frames.STDERR), strict=False)
-        ]
-        inputs = loop.create_task(self._take_input(ws, one_off, stdin_writer, terminal))
-        idle = loop.create_task(self._idle_watch(ws, one_off))
-        exited = loop.create_task(process.wait())
-        try:
-            done, _ = await asyncio.wait({exited, inputs}, return_when=asyncio.FIRST_COMPLETED)
-            if exited not in done:
-                return None  # the client went away
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pumps), OUTPUT_GRACE)
-            return exit_code(exited.result())
-        finally:
-            for task in (*pumps, inputs, idle):
-                task.cancel()
-            with contextlib.suppress(OSError, RuntimeError):
-                stdin_writer.close()
-
-    async def _pump(
-        self,
-        ws: ServerConnection,
-        one_off: OneOff,
-        reader: asyncio.StreamReader,
-        channel: int,
-    ) -> None:
-        with contextlib.suppress(OSError, ConnectionClosed):
-            while data := await reader.read(frames.CHUNK):
-                one_off.touch()
-                await ws.send(frames.frame(channel, data))
-
-    async def _take_input(
-        self,
-        ws: ServerConnection,
-        one_off: OneOff,
-        writer: asyncio.StreamWriter,
-        terminal: int | None,
-    ) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for message in ws:
-                if not isinstance(message, bytes) or not message:
-                    continue
-                channel, data = frames.parse(message)
-                one_off.touch()
-                if channel == frames.STDIN and data:
-                    writer.write(data)
-                    with contextlib.suppress(OSError):
-                        await writer.drain()
-                elif channel == frames.STDIN and terminal is None:
-                    with contextlib.suppress(OSError):
-                        writer.write_eof()
-                elif channel == frames.RESIZE and terminal is not None:
-                    size = json.loads(data)
-                    _set_size(terminal, size.get("cols"), size.get("rows"))
-
-    async def _idle_watch(self, ws: ServerConnection, one_off: OneOff) -> None:
-        timeout = self.settings.run_idle_timeout
-        while True:
-            await asyncio.sleep(min(timeout / 4, 30.0))
-            if time.monotonic() - one_off.last_activity > timeout:
-                message = f"{one_off.name} stopped: no input or output for {timeout:g} s"
-                self.runner.logs.event(one_off.app_uid, message, one_off.name, one_off.version)
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(frames.status(error=message))
-                await ws.close()
-                return
-
     # -- the end -----------------------------------------------------------------------------
 
-    async def _watch_detached(self, one_off: OneOff) -> None:
+    async def wait_detached(self, one_off: OneOff) -> None:
+        """A detached one ends with its process."""
         assert one_off.process is not None
         await one_off.process.wait()
         if one_off.log_base is not None:
-            self.runner.logs.close(one_off.log_base)
-        await self._end(one_off)
+            self.resources.logs.close(one_off.log_base)
+        await self.end(one_off)
 
-    async def _end(self, one_off: OneOff) -> None:
+    async def end(self, one_off: OneOff) -> None:
         """Stop what is left of it (its session, or its cgroup), and forget it."""
         process = one_off.process
         if process is not None and process.returncode is None:
@@ -455,7 +255,7 @@ class OneOffServer:
         if one_off.staged is not None:
             shutil.rmtree(one_off.staged, ignore_errors=True)
         outcome = "ended" if code is None else f"exited with status {exit_code(code)}"
-        self.runner.logs.event(
+        self.resources.logs.event(
             one_off.app_uid, f"{one_off.name} {outcome}", one_off.name, one_off.version
         )
         self._forget(one_off)
@@ -473,7 +273,7 @@ class OneOffServer:
 
     def _forget(self, one_off: OneOff) -> None:
         self.live.pop(f"{one_off.app_uid}/{one_off.name}", None)
-        self.runner.release_port(one_off.port)
+        self.resources.ports.release(one_off.port)
         with contextlib.suppress(OSError):
             (self.pids_dir / f"{one_off.app_uid}-{one_off.index}.json").unlink()
         self._report(one_off, gone=True)
@@ -493,9 +293,9 @@ class OneOffServer:
         )
         try:
             if gone:
-                processes.gone(self.runner.redis, one_off.app_uid, state)
+                processes.gone(self.resources.redis, one_off.app_uid, state)
             else:
-                processes.report(self.runner.redis, one_off.app_uid, state)
+                processes.report(self.resources.redis, one_off.app_uid, state)
         except redis.RedisError as error:
             log.warning("cannot report %s: %s", one_off.name, error)
 
@@ -519,21 +319,6 @@ def stop_left_over(data_dir: Path) -> int:
     return count
 
 
-def _set_size(terminal: int, cols: Any, rows: Any) -> None:
+def set_terminal_size(terminal: int, cols: Any, rows: Any) -> None:
     with contextlib.suppress(OSError, TypeError, ValueError, struct.error):
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
-
-
-async def _pipe_reader(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=frames.CHUNK)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    return reader
-
-
-async def _pipe_writer(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamWriter:
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
-    )
-    return asyncio.StreamWriter(transport, protocol, None, loop)

@@ -1,14 +1,64 @@
-"""A release's slug unpacked into a directory of its own, by the app's user (root never
-writes into a tree the app controls), once: instances of one release share it."""
+"""A release as a Deploy job runs it, and its slug unpacked into a directory of its own, by
+the app's user (root never writes into a tree the app controls), once: instances of one
+release share it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slipway.host.appuser import AppUser, give_to, run_as, traversable_dir
+
+
+class DeployFailed(Exception):
+    """The release did not start; ``status`` ends its deployment (``timeout-error``...)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Release:
+    """What a Deploy job runs, as the API describes it."""
+
+    app: str
+    app_uid: str
+    version: int
+    slug: Path
+    commit: str
+    process_types: dict[str, str]
+    config: dict[str, str]
+    formation: dict[str, int]
+    release_command: str | None = None
+    first_deploy_command: str | None = None  # app.json's postdeploy, at the first deploy
+
+    @classmethod
+    def from_api(cls, answer: dict[str, Any], slugs: Path) -> Release:
+        return cls(
+            app=answer["app"],
+            app_uid=answer["app_uid"],
+            version=int(answer["version"]),
+            slug=slugs / answer["app_uid"] / f"{answer['slug_id']}.tar.gz",
+            commit=answer["commit"],
+            process_types=dict(answer["process_types"]),
+            config=dict(answer["config"]),
+            formation=dict(answer.get("formation") or {"web": 1}),
+            release_command=answer.get("release_command"),
+            first_deploy_command=answer.get("first_deploy_command"),
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "slug": str(self.slug)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Release:
+        return cls(**{**record, "slug": Path(record["slug"])})
 
 
 def unpack(root: Path, app_uid: str, version: int, slug: Path, user: AppUser | None) -> Path:

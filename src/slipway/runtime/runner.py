@@ -4,7 +4,6 @@ new before they stop the old, and restarts of crashed instances with back-off.""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import os
@@ -13,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 import redis
@@ -22,7 +20,6 @@ from slipway.applog.routerlog import RoutedHosts, RouterLog
 from slipway.applog.ship import LogShipper
 from slipway.applog.stream import AppLog
 from slipway.config import Settings
-from slipway.embedded.supervisor import free_port
 from slipway.fleet import processes, registry
 from slipway.fleet.announcements import announce
 from slipway.host.appuser import AppUser, apps_root, ensure_app_user, traversable_dir
@@ -32,7 +29,10 @@ from slipway.runtime import releases
 from slipway.runtime import state as saved
 from slipway.runtime.cgroups import SIZES, Cgroups, Group
 from slipway.runtime.instances import Instance
-from slipway.runtime.oneoffs import OneOffServer
+from slipway.runtime.oneoff_server import OneOffServer
+from slipway.runtime.oneoffs import OneOffs
+from slipway.runtime.releases import DeployFailed, Release
+from slipway.runtime.resources import Ports, RunnerResources
 from slipway.runtime.stats import Sampler
 from slipway.wire.deployment_states import CRASHED_ERROR, HOOK_ERROR, TIMEOUT_ERROR
 
@@ -42,52 +42,6 @@ ONE_OFF_STOP_TIMEOUT = 5.0  # seconds from SIGTERM to SIGKILL for a release comm
 MAX_QUICK_CRASHES = 10  # then it stays crashed until the next release
 SUPERVISE_EVERY = 0.5
 SAMPLE_EVERY = 2.0  # seconds between CPU and memory samples
-
-
-class DeployFailed(Exception):
-    """The release did not start; ``status`` ends its deployment (``timeout-error``...)."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Release:
-    """What a Deploy job runs, as the API describes it."""
-
-    app: str
-    app_uid: str
-    version: int
-    slug: Path
-    commit: str
-    process_types: dict[str, str]
-    config: dict[str, str]
-    formation: dict[str, int]
-    release_command: str | None = None
-    first_deploy_command: str | None = None  # app.json's postdeploy, at the first deploy
-
-    @classmethod
-    def from_api(cls, answer: dict[str, Any], slugs: Path) -> Release:
-        return cls(
-            app=answer["app"],
-            app_uid=answer["app_uid"],
-            version=int(answer["version"]),
-            slug=slugs / answer["app_uid"] / f"{answer['slug_id']}.tar.gz",
-            commit=answer["commit"],
-            process_types=dict(answer["process_types"]),
-            config=dict(answer["config"]),
-            formation=dict(answer.get("formation") or {"web": 1}),
-            release_command=answer.get("release_command"),
-            first_deploy_command=answer.get("first_deploy_command"),
-        )
-
-    def record(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "slug": str(self.slug)}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Release:
-        return cls(**{**record, "slug": Path(record["slug"])})
 
 
 @dataclass
@@ -119,7 +73,7 @@ class Runner:
         self.apps: dict[str, AppState] = {}
         self._deploy_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
-        self._ports: set[int] = set()
+        self.ports = Ports()
         self._instances: dict[str, Instance] = {}  # every one started and not stopped yet
         self._save_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -137,7 +91,17 @@ class Runner:
             else None
         )
         self._adopt(saved.load(self.state_path))
-        self.oneoffs = OneOffServer(self, settings.effective_internal_secret())
+        resources = RunnerResources(
+            settings,
+            connection,
+            self.releases_dir,
+            self.logs_dir,
+            self.logs,
+            self.cgroups,
+            self.ports,
+        )
+        self.oneoffs = OneOffs(resources)
+        self.oneoff_server = OneOffServer(self.oneoffs, settings.effective_internal_secret())
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
@@ -171,7 +135,7 @@ class Runner:
                     self.redis,
                     self.settings.runner_name,
                     self.settings.runner_address,
-                    self.oneoffs.port,
+                    self.oneoff_server.port,
                 )
             except redis.RedisError as error:
                 log.warning("heartbeat failed: %s", error)
@@ -212,7 +176,7 @@ class Runner:
             if record.group is not None and self.cgroups is not None:
                 instance.group = Group(Path(record.group), self.cgroups.version, self.memory_mb)
                 instance.oom_kills = instance.group.oom_kills()
-            self._ports.add(record.port)
+            self.ports.hold(record.port)
             self._instances[self._key(instance)] = instance
             app.instances.append(instance)
             self._report(instance)
@@ -437,7 +401,7 @@ class Runner:
             kind,
             index,
             command or release.process_types[kind],
-            self.allocate_port(),
+            self.ports.take(),
         )
         logs = self.logs_dir / release.app_uid / instance.server
         self.logs.watch(logs, release.app_uid, instance.name, release.version)
@@ -540,24 +504,13 @@ class Runner:
             thread.join()
         for instance in instances:
             self._instances.pop(self._key(instance), None)
-            self._ports.discard(instance.port)
+            self.ports.release(instance.port)
             if instance.group is not None:
                 instance.group.remove()
             self.logs.close(self.logs_dir / app_uid / instance.server)
             self.logs.event(app_uid, f"{instance.name} stopped", instance.name, instance.version)
             self._report(instance, gone=True)
         self._save()
-
-    def allocate_port(self) -> int:
-        """A PORT no instance (nor one-off) of this runner has."""
-        while True:
-            port = free_port()
-            if port not in self._ports:
-                self._ports.add(port)
-                return port
-
-    def release_port(self, port: int) -> None:
-        self._ports.discard(port)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -677,9 +630,9 @@ class Runner:
         with contextlib.suppress(redis.RedisError):
             registry.leave(self.redis, self.settings.runner_name)
         self._save()
-        self.oneoffs.stop_accepting()
+        self.oneoff_server.stop_accepting()
         os.close(self._lock)  # the next runner may start: it takes new one-offs
-        self.oneoffs.wait_for_sessions()
+        self.oneoffs.wait_until_none()
 
 
 def _formation_text(formation: dict[str, int]) -> str:
