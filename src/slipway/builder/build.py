@@ -14,24 +14,17 @@ import json
 import logging
 import os
 import shutil
-import signal
-import stat
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis
-import yaml
 
 from slipway.builder import buildlock
 from slipway.builder.buildlog import BUILDER_ALIVE_TTL, BuildLog, builder_alive_key
-from slipway.builder.buildpacks import BUILDPACKS_DIR, ORDER
 from slipway.builder.gitshell import SAFE_PATH
 from slipway.builder.layout import builds_dir, caches_dir, pythons_dir, slugs_dir
 from slipway.builder.manifest import FILE as MANIFEST_FILE
@@ -41,25 +34,22 @@ from slipway.builder.prereceive import QUEUE_WAIT_LIMIT
 from slipway.builder.procfile import ProcfileError, parse_procfile, split_release_command
 from slipway.builder.pythons import PythonHost, PythonUnavailable, parse_request
 from slipway.builder.repositories import MB, REPOSITORY_ID, megabytes
+from slipway.builder.steps import BuildSteps
+from slipway.builder.workspace import BuildFailed, Workspace, read_app_file
 from slipway.config import Settings
 from slipway.host.appuser import (
-    AppUser,
     apps_root,
     copy_for_app_users,
     ensure_app_user,
-    give_to,
     remove_app_user,
-    run_as,
-    traversable_dir,
 )
 from slipway.host.filelock import exclusive
 from slipway.jobs.connection import sync_redis
-from slipway.wire.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS, TIMEOUT_ERROR
+from slipway.wire.deployment_states import ABORTED, BUILD_ERROR, STARTING, SUCCESS
 
 log = logging.getLogger("slipway.builder")
 
 STACK = "slipway-1"
-DETECT_TIMEOUT = 30.0
 # The host's own network settings, which downloads of dependencies need (a proxy and the
 # CA that signs its certificates); nothing else of the worker's environment reaches builds.
 NETWORK_SETTINGS = (
@@ -80,53 +70,6 @@ MAX_REASON = 2000  # characters of a failure's reason
 FAILURE_FILE = "slipway-failure"
 # Heroku's order: runtime.txt first, then .python-version.
 PYTHON_VERSION_FILES = ("runtime.txt", ".python-version")
-
-
-class BuildFailed(Exception):
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-@dataclass
-class Workspace:
-    """One build's directories: the tree (``app``), config vars (``env``), a home and a
-    temporary directory; the app's cache lives on between builds."""
-
-    root: Path
-    cache: Path
-
-    @property
-    def app(self) -> Path:
-        return self.root / "app"
-
-    @property
-    def env(self) -> Path:
-        return self.root / "env"
-
-    @property
-    def home(self) -> Path:
-        return self.root / "home"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    def prepare(self, config: dict[str, str], user: AppUser | None) -> None:
-        if not self.app.is_dir():
-            raise BuildFailed(ABORTED, "the pushed tree is gone (the push was cancelled)")
-        traversable_dir(self.root)
-        for directory in (self.env, self.home, self.tmp, self.cache):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, value in config.items():
-            path = self.env / name  # names are checked by the store: [A-Z_][A-Z0-9_]*
-            path.write_text(value)
-            path.chmod(0o600)
-        for directory in (self.app, self.env, self.home, self.tmp):
-            give_to(directory, user)
-        if user is not None and os.stat(self.cache).st_uid != user.uid:
-            give_to(self.cache, user)
 
 
 @dataclass
@@ -236,14 +179,22 @@ class Build:
                 BUILD_ERROR, "git submodules are not supported: vendor the code into the app"
             )
         manifest = self.manifest(workspace.app, info)
-        runner = Runner(workspace, user, self._environment(workspace, info), self)
-        name, buildpack = runner.detect()
+        steps = BuildSteps(
+            workspace,
+            user,
+            self._environment(workspace, info),
+            self.settings,
+            deadline=self.started + self.settings.build_timeout,
+            still_wanted=self.still_wanted,
+            say=self.say,
+        )
+        name, buildpack = steps.detect()
         self.say(f"-----> {name} app detected")
         if buildpack.name == "python":
-            runner.env.update(self.python_for(workspace.app))
+            steps.env.update(self.python_for(workspace.app))
         failure = workspace.tmp / FAILURE_FILE
-        runner.env["SLIPWAY_FAILURE_FILE"] = str(failure)
-        status = runner.stream([str(buildpack / "bin" / "compile"), *runner.dirs()])
+        steps.env["SLIPWAY_FAILURE_FILE"] = str(failure)
+        status = steps.stream([str(buildpack / "bin" / "compile"), *steps.dirs()])
         if status != 0:
             # The buildpack's own one-line reason (lib/output.sh's fail), else a general one.
             reason = (read_app_file(failure, 4096) or "").strip().splitlines()
@@ -251,11 +202,11 @@ class Build:
                 BUILD_ERROR,
                 reason[-1] if reason else f"the {name} build failed (see the output above)",
             )
-        defaults = runner.release(buildpack)
+        defaults = steps.release(buildpack)
         types, release_command = self.process_types(workspace.app, defaults)
         if manifest is not None:
             self.describe_manifest(manifest, list(types), info)
-        slug, size = self.make_slug(runner)
+        slug, size = self.make_slug(steps)
         return {
             "slug_id": slug.stem.removesuffix(".tar"),
             "slug_size": size,
@@ -364,7 +315,7 @@ class Build:
         if manifest.first_deploy:
             self.say(f"       Postdeploy command, once: {manifest.first_deploy}")
 
-    def make_slug(self, runner: Runner) -> tuple[Path, int]:
+    def make_slug(self, steps: BuildSteps) -> tuple[Path, int]:
         """The built tree as a gzipped tarball, in the app's slugs directory."""
         self.say("-----> Compressing the slug")
         began = time.monotonic()
@@ -373,7 +324,7 @@ class Build:
         slug = directory / f"{uuid.uuid4().hex}.tar.gz"
         limit = self.settings.slug_max_mb * MB
         try:
-            size = runner.pack(slug, limit)
+            size = steps.pack(slug, limit)
         except BaseException:
             slug.unlink(missing_ok=True)
             raise
@@ -401,167 +352,6 @@ def _json_size(line: str) -> int:
 
 def human_size(size: int) -> str:
     return f"{size / 1024:.0f} KB" if size < MB else megabytes(size)
-
-
-def read_app_file(path: Path, limit: int = 64 * 1024) -> str | None:
-    """A file of the app's tree, read safely by a privileged worker: never through a
-    symbolic link (it could point at the host's secrets), only a regular file, bounded."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        raise BuildFailed(BUILD_ERROR, f"{path.name} must be a regular file") from None
-    with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise BuildFailed(BUILD_ERROR, f"{path.name} must be a regular file")
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise BuildFailed(BUILD_ERROR, f"{path.name} is over {limit // 1024} KB")
-    return data.decode(errors="replace")
-
-
-@dataclass
-class Runner:
-    """Runs buildpack scripts as the app's user, in a session of their own (so that the
-    whole group can be stopped), with the build's deadline."""
-
-    workspace: Workspace
-    user: AppUser | None
-    env: dict[str, str]
-    build: Build
-
-    def dirs(self) -> list[str]:
-        return [str(self.workspace.app), str(self.workspace.cache), str(self.workspace.env)]
-
-    def _popen(self, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            cwd=self.workspace.app,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            umask=0o077,
-            **run_as(self.user),
-            **options,
-        )
-
-    def quick(self, script: Path) -> tuple[int, str, str] | None:
-        """A buildpack's quick step (``detect``, ``release``) on the tree: status, output and
-        errors, or None when it hangs (stopped after DETECT_TIMEOUT seconds)."""
-        process = self._popen(
-            [str(script), str(self.workspace.app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            out, err = process.communicate(timeout=DETECT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _stop_group(process)
-            return None
-        return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-    def detect(self) -> tuple[str, Path]:
-        settings = self.build.settings
-        buildpacks = copy_for_app_users(
-            BUILDPACKS_DIR, apps_root(settings.data_dir, settings.apps_dir)
-        )
-        for name in ORDER:
-            detected = self.quick(buildpacks / name / "bin" / "detect")
-            if detected is not None and detected[0] == 0:
-                return detected[1].strip() or name, buildpacks / name
-        raise BuildFailed(
-            BUILD_ERROR,
-            "no buildpack matches this app: Slipway builds Python (requirements.txt, Pipfile or "
-            "pyproject.toml), Node.js (package.json), static sites (index.html or "
-            "static.json) and apps with a Procfile of host commands",
-        )
-
-    def release(self, buildpack: Path) -> dict[str, str]:
-        """The buildpack's default process types."""
-        released = self.quick(buildpack / "bin" / "release")
-        if released is None:
-            raise BuildFailed(BUILD_ERROR, "the buildpack's release step hung")
-        status, out, err = released
-        if status != 0:
-            raise BuildFailed(BUILD_ERROR, f"the buildpack's release step failed: {err[:500]}")
-        try:
-            described = yaml.safe_load(out) or {}
-            defaults = described.get("default_process_types") or {}
-            return {str(k): str(v) for k, v in dict(defaults).items()}
-        except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-            raise BuildFailed(BUILD_ERROR, "the buildpack's release step printed no YAML") from None
-
-    def supervise(self, argv: list[str], consume: Callable[[IO[bytes]], None], stderr: Any) -> int:
-        """Run ``argv`` while ``consume`` reads its output; its exit status. Stops it at the
-        build's deadline, or when the build is no longer wanted; whatever it leaves running
-        in its process group is stopped when it ends."""
-        process = self._popen(argv, stdout=subprocess.PIPE, stderr=stderr)
-        assert process.stdout is not None
-        reader = threading.Thread(target=consume, args=(process.stdout,), daemon=True)
-        reader.start()
-        deadline = self.build.started + self.build.settings.build_timeout
-        try:
-            while True:
-                try:
-                    return process.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    pass
-                if time.monotonic() > deadline:
-                    limit = self.build.settings.build_timeout
-                    words = f"{limit // 60} minutes" if limit % 60 == 0 else f"{limit} seconds"
-                    raise BuildFailed(
-                        TIMEOUT_ERROR,
-                        f"the build took longer than its limit of {words} (SLIPWAY_BUILD_TIMEOUT)",
-                    )
-                if not self.build.still_wanted():
-                    raise BuildFailed(ABORTED, "the push was interrupted: build cancelled")
-        finally:
-            _stop_group(process)
-            reader.join(timeout=10)
-
-    def stream(self, argv: list[str]) -> int:
-        """Run ``argv``, each line of its output said as it comes; its exit status."""
-
-        def relay(output: IO[bytes]) -> None:
-            for raw in output:
-                self.build.say(raw.decode(errors="replace").rstrip("\r\n"))
-
-        return self.supervise(argv, relay, subprocess.STDOUT)
-
-    def pack(self, slug: Path, limit: int) -> int:
-        """The tree as a gzipped tarball in ``slug``, packed by the app's user (root never
-        reads the tree), written by us up to ``limit`` bytes; its size (over ``limit`` when
-        cut short)."""
-        written = 0
-
-        def copy(output: IO[bytes]) -> None:
-            nonlocal written
-            with open(os.open(slug, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
-                while chunk := output.read(1 << 20):
-                    written += len(chunk)
-                    if written > limit:
-                        output.close()  # tar stops on a broken pipe
-                        return
-                    file.write(chunk)
-
-        with tempfile.TemporaryFile() as errors:
-            argv = ["tar", "--create", "--gzip", "--file", "-", "."]
-            status = self.supervise(argv, copy, errors)
-            if written <= limit and status != 0:
-                errors.seek(0)
-                detail = errors.read(2000).decode(errors="replace").strip()
-                raise BuildFailed(BUILD_ERROR, f"could not pack the slug: {detail}")
-        return written
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """TERM the build's process group, then KILL what is left after a few seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def forget_app(app_uid: str) -> None:
