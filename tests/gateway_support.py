@@ -17,7 +17,8 @@ import asyncssh
 
 from slipway.embedded.supervisor import free_port
 from slipway.gateway.commands import GitCommand
-from slipway.gateway.server import Gateway, GatewayConfig
+from slipway.gateway.config import GatewayConfig
+from slipway.gateway.server import Gateway
 from slipway.gateway.upstreams import Exit, Output, Sent, pump
 from slipway.graceful import listen
 from slipway.store import accounts, apps

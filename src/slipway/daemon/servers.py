@@ -234,8 +234,8 @@ def gateway(
     HUP starts the new version on the same socket; once it serves, this one lets its sessions
     finish (up to --max-drain) and exits.
     """
+    from slipway.gateway.config import GatewayConfig
     from slipway.gateway.run import run_gateway
-    from slipway.gateway.server import GatewayConfig
 
     settings = load_settings(data_dir=data_dir, host=host, ssh_port=ssh_port, http_port=http_port)
     setup_logging()

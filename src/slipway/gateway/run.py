@@ -6,8 +6,9 @@ import asyncio
 import logging
 import socket
 
+from slipway.gateway.config import GatewayConfig
 from slipway.gateway.metrics import serve_metrics
-from slipway.gateway.server import Gateway, GatewayConfig
+from slipway.gateway.server import Gateway
 from slipway.graceful import listen, stop_accepting
 from slipway.graceful.lifecycle import Lifecycle
 

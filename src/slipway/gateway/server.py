@@ -15,16 +15,17 @@ import logging
 import socket
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncssh
 from asyncssh.kex import get_kex_algs
 
 from slipway.builder.repositories import RepoHost
 from slipway.gateway import hostkeys
+from slipway.gateway.algorithms import ACCEPTED_KEYS, KEX_ALGS, MAC_ALGS, SIGNATURE_ALGS
+from slipway.gateway.channels import GitProcess, cap_environment, end_session
+from slipway.gateway.config import GatewayConfig
 from slipway.gateway.control import ControlPlane, ControlPlaneError
-from slipway.gateway.limits import ConnectionLimits, source_of
+from slipway.gateway.limits import source_of
 from slipway.gateway.local_upstream import LocalUpstream
 from slipway.gateway.metrics import GatewayMetrics
 from slipway.gateway.proxy import ProxyError, read_header
@@ -39,66 +40,6 @@ log = logging.getLogger("slipway.gateway")
 
 USER = "git"
 GOODBYE_SECONDS = 5.0  # for the disconnect message to reach clients, at the end of a drain
-ACCEPTED_KEYS = {
-    b"ssh-ed25519",
-    b"ecdsa-sha2-nistp256",
-    b"ecdsa-sha2-nistp384",
-    b"ecdsa-sha2-nistp521",
-    b"ssh-rsa",
-}
-# No DSA, and no SHA-1 `ssh-rsa` signatures: RSA keys sign with SHA-2.
-SIGNATURE_ALGS = [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-256",
-    "rsa-sha2-512",
-]
-# Key exchanges as current OpenSSH offers them: nothing with SHA-1.
-KEX_ALGS = [
-    "mlkem768x25519-sha256",
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group-exchange-sha256",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group14-sha256",
-]
-MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]  # GCM needs none
-MAX_ENV_REQUESTS = 16  # per session: only GIT_PROTOCOL is ever used
-MAX_ENV_REQUEST_BYTES = 1024
-
-
-@dataclass
-class GatewayConfig:
-    api_url: str
-    internal_secret: str
-    data_dir: Path
-    login_grace: float = 30.0  # seconds to authenticate
-    handshake_timeout: float = 10.0  # seconds for the version and key exchanges
-    max_connections_per_user: int = 50  # authenticated, at once
-    changes_interval: float = 0.3  # seconds between reads of the API's access changes
-    max_auth_attempts: int = 6  # keys offered per connection (OpenSSH's MaxAuthTries)
-    max_sessions: int = 10  # channels open at once per connection
-    keepalive_interval: float = 15.0
-    proxy_allowed: list[str] = field(default_factory=list)  # addresses or networks
-    proxy_header_timeout: float = 5.0
-    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    allow_chacha20: bool = False  # clients prefer it, but it is half as fast as AES-GCM here
-    # SSH upstreams (repo hosts): the platform key, the hosts' keys, the remote command.
-    upstream_key: Path | None = None
-    upstream_known_hosts: Path | None = None
-    upstream_command: str = "slipwayd git-shell"
-    # The repositories on this host (the embedded default) and their limits.
-    local_repositories: RepoHost | None = None
-
-    @property
-    def host_key_dir(self) -> Path:
-        return self.data_dir / "gateway"
 
 
 class GatewayConnection(asyncssh.SSHServer):
@@ -219,12 +160,12 @@ class GatewayConnection(asyncssh.SSHServer):
         if len(self.channels) >= self.gateway.config.max_sessions:
             return False
         channel = self.connection.create_server_channel()
-        _cap_environment(channel)
+        cap_environment(channel)
         return channel, GitProcess(self._serve_git)
 
     async def _serve_git(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         assert self.identity is not None
-        live = LiveChannel(end=lambda reason: _end_session(process, reason))
+        live = LiveChannel(end=lambda reason: end_session(process, reason))
         self.channels.add(live)
         try:
             await self.gateway.sessions.serve(process, self.identity, live)
@@ -281,38 +222,6 @@ class GatewayConnection(asyncssh.SSHServer):
 
     # Everything else keeps asyncssh's refusal: -R forwards, unix sockets, tun/tap, x11,
     # agent forwarding (disabled in the options), and unknown global requests.
-
-
-def _end_session(process: asyncssh.SSHServerProcess[bytes], reason: str) -> None:
-    with contextlib.suppress(OSError, asyncssh.Error):
-        process.stderr.write(f"slipway: {reason}\n".encode())
-        process.exit(255)
-
-
-def _cap_environment(channel: asyncssh.SSHServerChannel[bytes]) -> None:
-    """asyncssh keeps every env request; keep only a few small ones (GIT_PROTOCOL is all
-    we read), so that a session cannot fill the gateway's memory with them."""
-    store = channel._process_env_request
-    count = 0
-
-    def limited(packet: asyncssh.packet.SSHPacket) -> bool:
-        nonlocal count
-        count += 1
-        if count > MAX_ENV_REQUESTS or len(packet.get_remaining_payload()) > MAX_ENV_REQUEST_BYTES:
-            return False
-        return bool(store(packet))
-
-    channel._process_env_request = limited  # type: ignore[method-assign]
-
-
-class GitProcess(asyncssh.SSHServerProcess[bytes]):
-    """A session that may only exec: no subsystem (sftp...), no pty (disabled)."""
-
-    def __init__(self, handler: object) -> None:
-        super().__init__(handler, None, 0, False)  # type: ignore[arg-type]
-
-    def subsystem_requested(self, subsystem: str) -> bool:
-        return False
 
 
 def _ack_at_once_until_authenticated(conn: asyncssh.SSHServerConnection) -> None:
