@@ -24,29 +24,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests import sample_server  # noqa: E402
 from tests.builds_support import SLIPWAY, Platform  # noqa: E402
-
-SERVER = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class Hello(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = f"{VERSION} {os.environ.get('GREETING', 'hello')} {os.getpid()}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
-"""
 
 
 class Load:
@@ -65,7 +44,7 @@ class Load:
                 sent = time.monotonic()
                 response = await http.get(self.url, headers={"Host": self.host})
                 if response.status_code == 200:
-                    self.answers.append((sent, response.text.split()[0]))
+                    self.answers.append((sent, response.text.split()[1]))
                 else:
                     self.failures[f"HTTP {response.status_code}"] += 1
             except httpx.HTTPError as error:
@@ -90,7 +69,7 @@ def main() -> None:
                 None,
                 {
                     "Procfile": "web: python3 server.py\n",
-                    "server.py": SERVER.replace("VERSION", "'v1'"),
+                    "server.py": sample_server.source("v1", keep_alive=True),
                 },
             )
             assert platform.push(app).returncode == 0
@@ -103,7 +82,9 @@ def main() -> None:
             switches: list[tuple[str, float]] = []
             for version in range(2, 7):
                 time.sleep(1)
-                platform.commit(app, {"server.py": SERVER.replace("VERSION", f"'v{version}'")})
+                platform.commit(
+                    app, {"server.py": sample_server.source(f"v{version}", keep_alive=True)}
+                )
                 assert platform.push(app).returncode == 0
                 switches.append((f"v{version}", wait_for(platform, f"v{version}")))
             for greeting in ("bonjour", "hola"):

@@ -23,45 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.builds_support import SLIPWAY, Platform  # noqa: E402
-
-SERVER = """\
-import os, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
-
-
-def burst(count):
-    write = sys.stdout.write
-    for i in range(count):
-        write(f"line {i} at {time.time():.6f}\\n")
-    sys.stdout.flush()
-
-
-def trickle(count):
-    for i in range(count):
-        print(f"line {i} at {time.time():.6f}", flush=True)
-        time.sleep(0.01)
-
-
-class Talk(BaseHTTPRequestHandler):
-    def do_GET(self):
-        query = parse_qs(urlparse(self.path).query)
-        if "burst" in query:
-            threading.Thread(target=burst, args=(int(query["burst"][0]),)).start()
-        if "trickle" in query:
-            threading.Thread(target=trickle, args=(int(query["trickle"][0]),)).start()
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\\n")
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Talk).serve_forever()
-"""
+from tests.builds_support import SLIPWAY, Platform, web_app  # noqa: E402
 
 
 def run(count: int, cap: int | None, mode: str = "burst") -> None:
@@ -70,9 +32,7 @@ def run(count: int, cap: int | None, mode: str = "burst") -> None:
         platform = Platform(Path(root), settings=settings)
         platform.start()
         try:
-            app = platform.new_app(
-                "talker", None, {"Procfile": "web: python3 server.py\n", "server.py": SERVER}
-            )
+            app = platform.new_app("talker", None, web_app("v1"))
             assert platform.push(app).returncode == 0
             while platform.visit("talker").status_code != 200:
                 time.sleep(0.1)

@@ -23,6 +23,7 @@ from slipway.applog.stream import stream_key
 from slipway.embedded.supervisor import free_port
 from slipway.jobs.connection import sync_redis
 from slipway.wire.deployment_states import RUNNING, STARTING
+from tests import sample_server
 from tests.services import apps_dir, wait_until
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
@@ -30,31 +31,10 @@ SLIPWAY = str(Path(sys.executable).parent / "slipway")
 SAMPLE_APPS = Path(__file__).parent / "apps"
 BUILD_TIMEOUT = 40  # seconds: the platform's limit in these tests
 
-WEB_SERVER = """\
-import contextlib
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{os.environ.get('GREETING', 'hello')} {VERSION} pid={os.getpid()}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
-"""
-
 
 def server(version: str) -> str:
     """A web app's code that answers ``GREETING VERSION pid=PID`` (GREETING: its config)."""
-    return WEB_SERVER.replace("VERSION", repr(version))
+    return sample_server.source(version)
 
 
 def web_app(version: str) -> dict[str, str]:

@@ -15,47 +15,6 @@ from tests.builds_support import Platform, web_app
 
 pytestmark = pytest.mark.timeout(300)
 
-PROBE = """\
-import os, signal, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
-
-
-def probe(query):
-    if "read" in query:
-        try:
-            with open(query["read"][0]) as file:
-                return "read " + file.read(20)
-        except OSError as error:
-            return "refused " + type(error).__name__
-    if "kill" in query:
-        try:
-            os.kill(int(query["kill"][0]), signal.SIGTERM)
-            return "killed"
-        except OSError as error:
-            return "refused " + type(error).__name__
-    if "hog" in query:
-        hoard = []
-        while True:
-            hoard.append(bytearray(16 * 1024 * 1024))
-    return f"probe pid={os.getpid()}"
-
-
-class Probe(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = probe(parse_qs(urlparse(self.path).query)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Probe).serve_forever()
-"""
-
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
@@ -72,7 +31,7 @@ def test_an_instance_over_its_memory_limit_is_killed_and_reported(
     if probe is None:
         pytest.skip("this host's cgroups cannot be written: no memory limits")
     remove_ours(tmp_path)
-    app = platform.new_app("hog", None, {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE})
+    app = platform.new_app("hog", None, web_app("probe"))
     assert platform.push(app).returncode == 0
     first = platform.answers("hog", "probe pid=")
     assert platform.visit("hog", "/?hog=1").status_code == 502  # killed while answering
@@ -86,14 +45,13 @@ def test_an_instance_over_its_memory_limit_is_killed_and_reported(
 def test_apps_cannot_read_each_others_files_or_signal_each_others_processes(
     platform: Platform,
 ) -> None:
-    files = {"Procfile": "web: python3 probe.py\n", "probe.py": PROBE}
-    assert platform.push(platform.new_app("alpha", None, files)).returncode == 0
+    assert platform.push(platform.new_app("alpha", None, web_app("probe"))).returncode == 0
     beta = platform.new_app("beta", None, web_app("beta"))
     assert platform.push(beta).returncode == 0
     platform.answers("alpha", "probe pid=")
     beta_pid = int(platform.answers("beta", "hello beta").split("pid=")[1])
-    own = platform.apps_dir / "releases" / platform.uid("alpha") / "v1" / "probe.py"
-    assert platform.visit("alpha", f"/?read={own}").text == "read import os, signal, s"
+    own = platform.apps_dir / "releases" / platform.uid("alpha") / "v1" / "server.py"
+    assert platform.visit("alpha", f"/?read={own}").text == "read " + own.read_text()[:20]
     beta_file = platform.apps_dir / "releases" / platform.uid("beta") / "v1" / "server.py"
     assert beta_file.exists()
     for path in (

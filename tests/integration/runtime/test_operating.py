@@ -18,40 +18,13 @@ import pytest
 from slipway.applog import reader
 from slipway.applog.stream import AppLog, Line
 from slipway.jobs.connection import sync_redis
+from tests import sample_server
 from tests.builds_support import SLIPWAY, Platform
 from tests.integration.runtime.test_deploys import listed_pids, load, pids
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
-TALKER = """\
-import os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
-
-
-HELD = []
-
-
-class Talk(BaseHTTPRequestHandler):
-    def do_GET(self):
-        query = parse_qs(urlparse(self.path).query)
-        if "hold" in query:  # megabytes, touched (not lazily zeroed pages)
-            HELD.append(b"x" * (int(query["hold"][0]) * 1024 * 1024))
-        for i in range(int(query.get("n", ["0"])[0])):
-            print(f"{query['word'][0]} {i}", flush=True)
-        body = f"VERSION pid={os.getpid()}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Talk).serve_forever()
-"""
 WORKER = """\
 import time
 for i in range(10**6):
@@ -63,7 +36,7 @@ for i in range(10**6):
 def talker(version: str) -> dict[str, str]:
     return {
         "Procfile": "web: python3 server.py\nworker: python3 worker.py\n",
-        "server.py": TALKER.replace("VERSION", version),
+        "server.py": sample_server.source(version),
         "worker.py": WORKER,
     }
 
@@ -334,7 +307,7 @@ def test_stats_shows_what_an_instance_allocates(platform: Platform) -> None:
 
 def test_rollback_serves_the_old_version_and_open_prints_the_url(platform: Platform) -> None:
     app = platform.app  # type: ignore[attr-defined]
-    platform.commit(app, {"server.py": TALKER.replace("VERSION", "v2")})
+    platform.commit(app, {"server.py": sample_server.source("v2")})
     assert platform.push(app).returncode == 0
     platform.answers("talker", "v2 pid=")
     version = platform.releases("talker")[0]["version"]
