@@ -17,7 +17,7 @@ import redis
 
 from slipway.embedded.postgres import bindir
 from tests.builds_support import SLIPWAY, Platform, web_app
-from tests.integration.oneoffs.test_run import read_until
+from tests.integration.runtime.test_run import read_until
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.builds_support import SLIPWAY, SLIPWAYD, Platform, web_app
-from tests.integration.oneoffs.test_run import read_until
+from tests.integration.runtime.test_run import read_until
 from tests.services import wait_until
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,7 +11,7 @@ import pytest
 
 from slipway import __version__
 from tests.control_support import SLIPWAY, ApiServer, Cli
-from tests.integration.control.test_cli import git_repo, logged_in, one_line
+from tests.integration.cli.test_cli import git_repo, logged_in, one_line
 from tests.terminal import on_terminal
 
 

@@ -88,7 +88,7 @@ def test_groups_list_their_subcommands(group: str, subcommands: list[str]) -> No
 
 def test_make_up_installs_only_what_running_needs() -> None:
     """A newcomer's `make up` does not wait for pytest, mypy and schemathesis."""
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[3]
     planned = subprocess.run(
         ["make", "-n", "-B", "up"], cwd=root, capture_output=True, text=True, check=True
     ).stdout
