@@ -4,4 +4,6 @@ HAProxy runs in master-worker mode with its files in ``DATA_DIR/router``. Its co
 never changes while it runs: apps get one of a fixed pool of backends ("slots") through a
 host → slot map, and their instances are servers added to and removed from that slot, all
 through HAProxy's runtime API. No reload, so no connection is ever refused or cut.
+
+The runner and ``slipwayd`` import it; it uses only ``slipway.embedded`` and ``slipway.host``.
 """

@@ -2,4 +2,8 @@
 
 SQLite by default, PostgreSQL through ``SLIPWAY_DATABASE_URL``; the schema changes only through
 migrations.
+
+Only the API and ``slipwayd admin`` (users, migrations) open it. The CLI, the gateway and the
+builder import only its rules (``names``, ``errors``), which need neither a database nor
+SQLAlchemy.
 """
