@@ -13,7 +13,6 @@ instance would be.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.wrk import wrk  # noqa: E402
 from tests.services import stop_process, wait_until  # noqa: E402
 
 from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
@@ -44,36 +44,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools",
 """
 
 
-def wrk(url: str, host: str, connections: int, seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            *("wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"),
-            *("-H", f"Host: {host}", url),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-    def ms(label: str) -> float:
-        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert match, out
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps, out
-    return {
-        "rps": float(rps.group(1)),
-        "p50": ms("50%"),
-        "p99": ms("99%"),
-        "failed": float(failed.group(1)) if failed else 0.0,
-        "socket errors": 1.0 if errors else 0.0,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -84,7 +54,7 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="sw-bench-router-"))
     app_port, router_port = free_port(), free_port()
     app = subprocess.Popen([sys.executable, "-c", APP, str(app_port)])
-    router = router_service(directory, "127.0.0.1", router_port, slots=10)
+    router = router_service(directory, "127.0.0.1", router_port, slots=10, https_port=free_port())
     try:
         wait_until(lambda: port_open("127.0.0.1", app_port), 30, "the app", app)
         router.start()
