@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_DEBS := redis-server redis-tools git haproxy
-TEST_DEBS := $(RUNTIME_DEBS) openssh-client openssh-server ruby-sidekiq ruby-redis-namespace postgresql
+TEST_DEBS := $(RUNTIME_DEBS) openssh-client openssh-server ruby-sidekiq ruby-redis-namespace postgresql pebble curl
 
 .PHONY: up test lint bench venv clean
 
@@ -40,7 +40,7 @@ lint: venv
 
 bench: venv
 	scripts/ensure-debs $(TEST_DEBS) wrk
-	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(BIN)/python "$$script" || exit 1; done
+	@for script in $(filter-out bench/__init__.py bench/wrk.py,$(wildcard bench/*.py)); do echo "== $$script"; $(BIN)/python "$$script" || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

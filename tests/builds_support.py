@@ -46,6 +46,11 @@ def web_app(version: str) -> dict[str, str]:
 class Platform:
     root: Path
     settings: dict[str, str] = field(default_factory=dict)
+    router_port: int = 0  # 0: a free one (set it when a peer must know it beforehand)
+
+    @property
+    def apps_domain(self) -> str:
+        return self.settings.get("SLIPWAY_APPS_DOMAIN", "localhost")
 
     def start(self) -> None:
         self.data = self.root / "data"
@@ -54,7 +59,9 @@ class Platform:
         # App users (when the tests run as root) reach their files through here.
         self.apps_dir = Path(tempfile.mkdtemp(prefix="slipway-test-apps-", dir=apps_dir()))
         self.apps_dir.chmod(0o711)
-        self.http_port, self.ssh_port, self.router_port = free_port(), free_port(), free_port()
+        self.http_port, self.ssh_port = free_port(), free_port()
+        self.router_port = self.router_port or free_port()
+        self.https_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "XDG_"))}
         env.update(
             HOME=str(self.home),
@@ -89,6 +96,7 @@ class Platform:
             [
                 *(*SLIPWAYD, "up", "--http-port", str(self.http_port)),
                 *("--ssh-port", str(self.ssh_port), "--router-port", str(self.router_port)),
+                *("--router-https-port", str(self.https_port)),
             ],
             env=self.env,
             stdout=subprocess.PIPE,
@@ -287,6 +295,6 @@ class Platform:
         """The app, through the router, as a browser reaches it at http://APP.localhost/."""
         return httpx.get(
             f"http://127.0.0.1:{self.router_port}{path}",
-            headers={"Host": f"{app}.localhost:{self.router_port}"},
+            headers={"Host": f"{app}.{self.apps_domain}:{self.router_port}"},
             timeout=30,
         )

@@ -5,7 +5,8 @@ $PORT, and its query string makes it do what a test needs to see:
 ``?word=W&n=N`` prints ``W 0``..``W N-1``; ``?burst=N`` / ``?trickle=N`` print N lines at
 once / one every 10 ms, after answering; ``?hold=MB`` keeps that much memory; ``?hog=1``
 takes memory until it is killed; ``?read=PATH`` answers the file's first 20 characters and
-``?kill=PID`` signals a process (what another app's user may not do). Standard library only:
+``?kill=PID`` signals a process (what another app's user may not do); ``?header=NAME``
+answers the request's header NAME (what the router set). Standard library only:
 it runs in the app, not in the test.
 
 Tests get its source with ``source(version)``: a different VERSION makes a different commit.
@@ -41,7 +42,9 @@ def print_lines(count: int, every: float = 0.0) -> None:
     sys.stdout.flush()
 
 
-def answer(query: dict[str, list[str]]) -> str:
+def answer(query: dict[str, list[str]], headers: dict[str, str]) -> str:
+    if "header" in query:
+        return headers.get(query["header"][0].lower(), "(none)")
     if "read" in query:
         try:
             with open(query["read"][0]) as file:
@@ -73,7 +76,8 @@ class Sample(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1" if KEEP_ALIVE else "HTTP/1.0"
 
     def do_GET(self) -> None:
-        body = answer(parse_qs(urlparse(self.path).query)).encode()
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        body = answer(parse_qs(urlparse(self.path).query), headers).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     apps_domain: str = "localhost"
     router_slots: int = Field(default=500, ge=1, le=20000)
     router_timeout: int = Field(default=30, ge=1)
+    # HTTPS (slipway.certs): the router's TLS port; the ACME directory certificates are
+    # ordered from (Let's Encrypt's is https://acme-v02.api.letsencrypt.org/directory; unset,
+    # domains are served over HTTP only) and the contact address given to it; a CA bundle to
+    # trust for that directory (a test server's); whether a domain must resolve before it is
+    # ordered; days before expiry a certificate is renewed; seconds between the checks for
+    # certificates to order or renew, and before the first retry of a failed one (doubling
+    # up to a day).
+    router_https_port: int = Field(default=8443, ge=1, le=65535)
+    acme_directory: str | None = None
+    acme_email: str | None = None
+    acme_ca_bundle: Path | None = None
+    acme_dns_check: bool = True
+    acme_renew_days: float = Field(default=30.0, gt=0)
+    acme_check_every: float = Field(default=3600.0, gt=0)
+    acme_retry_seconds: float = Field(default=300.0, gt=0)
     # Seconds a new web instance has to listen on its PORT before its deploy fails.
     boot_timeout: float = Field(default=60.0, gt=0)
     # Seconds a release's `release:` command may run before its deploy fails (Heroku: 1 h).

@@ -30,7 +30,7 @@ def test_from_up_to_git_push(tmp_path: Path) -> None:
     up = subprocess.Popen(
         [
             *(*SLIPWAYD, "up", "--http-port", str(http_port), "--ssh-port", str(ssh_port)),
-            *("--router-port", str(free_port())),
+            *("--router-port", str(free_port()), "--router-https-port", str(free_port())),
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -9,7 +9,9 @@ from sqlalchemy import text
 from slipway import __version__
 from slipway.api import (
     addons,
+    certificates,
     deployments,
+    domains,
     errors,
     internal,
     logs,
@@ -45,8 +47,10 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(processes.router)
     app.include_router(logs.router)
     app.include_router(addons.router)
+    app.include_router(domains.router)
     app.include_router(oneoffs.router)
     app.include_router(internal.router)
+    app.include_router(certificates.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(db: Db) -> JSONResponse:

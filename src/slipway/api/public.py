@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from slipway.api import addons, keychallenge, repositories, runners
+from slipway.api import addons, domains, keychallenge, repositories, runners
 from slipway.api.auth import CurrentCaller, Db
 from slipway.api.configs import change_config
 from slipway.api.schemas import (
@@ -198,8 +198,11 @@ def destroy_app(request: Request, db: Db, caller: CurrentCaller, app: str) -> Re
         found = apps.app_for(session, caller.user(session), app, Action.ADMIN)
         runner = runners.runner_of(found)
         resources = addons.resources_of(session, found)
+        had_domains = bool(found.domains)
         uid = apps.destroy_app(session, found)
     runners.stop_app(request.app, runner, uid, app)
+    if had_domains:
+        domains.ask_router(request.app, domains.SYNC_DOMAINS, [])
     addons.destroy_resources(request, resources)
     repositories.delete_repository(request.app, uid)
     return Response(status_code=204)

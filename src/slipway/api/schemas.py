@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 T = TypeVar("T")
 
@@ -418,3 +418,88 @@ class OneOffIn(BaseModel):
     size: Literal["S", "M", "L", "XL"] | None = None
     detached: bool = False
     files: list[UploadIn] = Field(default_factory=list, max_length=20)
+
+
+class DomainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hostname: str = Field(max_length=300, description="A full DNS name, e.g. www.example.com.")
+    certificate: str | None = Field(
+        None,
+        max_length=64 * 1024,
+        description="A certificate you bring (PEM, leaf first, then its chain); with private_key.",
+    )
+    private_key: str | None = Field(None, max_length=64 * 1024, description="Its key (PEM).")
+
+
+class DomainOut(BaseModel):
+    hostname: str
+    state: str = Field(description="pending-dns, issuing, active, failed or http-only.")
+    source: str = Field(description="acme (the platform's certificate) or custom (brought).")
+    dns_target: str = Field(description="Where its DNS must point: a CNAME to this name.")
+    expires_at: datetime | None
+    issuer: str | None
+    reason: str | None = Field(description="Why the last attempt failed.")
+    retry_at: datetime | None = Field(description="When the next attempt is.")
+    created_at: datetime
+
+
+class ForceHttpsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: StrictBool
+
+
+class ForceHttpsOut(BaseModel):
+    force_https: bool
+
+
+class RoutedDomainOut(BaseModel):
+    """A domain as the router serves it (internal: it carries the key)."""
+
+    hostname: str
+    app_host: str = Field(description="APP.DOMAIN: the app's own host, which the router routes.")
+    force_https: bool
+    certificate: str | None
+    private_key: str | None
+
+
+class RoutedDomainsOut(BaseModel):
+    domains: list[RoutedDomainOut]
+    force_https_hosts: list[str] = Field(description="APP.DOMAIN of the apps forcing HTTPS.")
+
+
+class DueDomainsOut(BaseModel):
+    hostnames: list[str]
+
+
+class OrderOut(BaseModel):
+    """What the router's host needs to order a domain's certificate (internal)."""
+
+    hostname: str
+    order_url: str | None
+    order_key: str | None
+    account: dict[str, str | None] | None
+
+
+class OrderSavedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_url: str = Field(max_length=500)
+    order_key: str = Field(max_length=64 * 1024)
+
+
+class IssuedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    certificate: str = Field(max_length=64 * 1024)
+    private_key: str = Field(max_length=64 * 1024)
+
+
+class FailedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(max_length=4000)
+    dns: bool = False
+
+
+class AcmeAccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    directory: str = Field(max_length=500)
+    key: str = Field(max_length=16 * 1024)
+    registration: str | None = Field(None, max_length=16 * 1024)

@@ -15,12 +15,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from slipway.config import Settings
 
 
 class PlatformError(Exception):
-    """The API refused, or could not be reached; the message says which."""
+    """The API refused, or could not be reached; the message says which, ``status`` the
+    HTTP status of a refusal (None: unreachable)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PlatformApi:
@@ -53,7 +59,7 @@ class PlatformApi:
                 message = json.load(error)["message"]
             except (ValueError, KeyError, TypeError):
                 message = f"HTTP {error.code}"
-            raise PlatformError(message) from None
+            raise PlatformError(message, error.code) from None
         except (OSError, ValueError) as error:
             raise PlatformError(f"the platform's API is unreachable ({error})") from None
 
@@ -103,6 +109,35 @@ class PlatformApi:
     def current_releases(self, runner: str) -> list[dict[str, Any]]:
         """The newest release (``app_uid``, ``version``) of each app placed on ``runner``."""
         return list(self._call("/internal/releases/current", {"runner": runner})["releases"])
+
+    # -- the router's host: domains and their certificates (slipway.certs) -----------------
+
+    def routed_domains(self) -> dict[str, Any]:
+        """Every domain (its app's host, force-https, its certificate and key if any), and
+        the hosts of the apps that force HTTPS."""
+        return self._call("/internal/router/domains", {})
+
+    def due_domains(self) -> list[str]:
+        return list(self._call("/internal/domains/due", {})["hostnames"])
+
+    def start_order(self, hostname: str) -> dict[str, Any]:
+        """The domain is issuing: its order in flight, and the ACME account."""
+        return self._call(f"/internal/domains/{quote(hostname)}/order", {})
+
+    def order_saved(self, hostname: str, order_url: str, order_key: str) -> None:
+        body = {"order_url": order_url, "order_key": order_key}
+        self._call(f"/internal/domains/{quote(hostname)}/order-saved", body)
+
+    def certificate_issued(self, hostname: str, certificate: str, private_key: str) -> None:
+        body = {"certificate": certificate, "private_key": private_key}
+        self._call(f"/internal/domains/{quote(hostname)}/issued", body)
+
+    def order_failed(self, hostname: str, reason: str, dns: bool = False) -> None:
+        self._call(f"/internal/domains/{quote(hostname)}/failed", {"reason": reason, "dns": dns})
+
+    def save_acme_account(self, directory: str, key: str, registration: str | None) -> None:
+        body = {"directory": directory, "key": key, "registration": registration}
+        self._call("/internal/acme/account", body)
 
     def download_slug(self, app_uid: str, slug_id: str, path: Path) -> None:
         """Fetch a slug from the repo host (for a runner on another host)."""

@@ -12,6 +12,7 @@ from slipway.cli import account, deployments, logs, processes, run, tunnel
 from slipway.cli.addons import addons
 from slipway.cli.apps import apps, collaborators, env
 from slipway.cli.completion import script, setup_completion
+from slipway.cli.domains import domains
 from slipway.cli.errors import CliError
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.add_typer(apps, name="apps")
 app.add_typer(collaborators, name="collaborators")
 app.add_typer(env, name="env")
 app.add_typer(addons, name="addons")
+app.add_typer(domains, name="domains")
 app.command()(deployments.deployments)
 app.command("deployment-logs")(deployments.deployment_logs)
 app.command()(deployments.releases)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from slipway.store.db import Database
 
 admin = typer.Typer(help="Administration: users, tokens and keys.", no_args_is_help=True)
+certs = typer.Typer(help="The router's certificates.", no_args_is_help=True)
+admin.add_typer(certs, name="certs")
 
 
 def _fail(command: str, message: str) -> typer.Exit:
@@ -157,6 +159,52 @@ def runners(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         seen = time.time() - info["seen"]
         state = f"{seen:.0f}s ago" if seen < registry.ALIVE_FOR else "gone"
         print(f"{name:<20} {info['address']:<20} {state:>8}  {counts.get(name, 0)}")
+
+
+@certs.command("set-default")
+def set_default_certificate(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="PEM: the certificate, its chain and its key, in one file."
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Serve FILE to every name without a certificate of its own: with a wildcard for the
+    apps' domain (*.SLIPWAY_APPS_DOMAIN), every app answers over HTTPS at APP.DOMAIN. The
+    router takes it at once, without a reload, and keeps it across restarts."""
+    from redis import RedisError
+
+    from slipway.certs import issuer
+    from slipway.certs.pem import check_pair
+    from slipway.config import load_settings
+    from slipway.jobs import Client
+    from slipway.router.domains import RouterDomains
+    from slipway.router.haproxy import RouterFiles
+    from slipway.router.runtime import RouterError
+    from slipway.store.errors import Invalid
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        pem = file.read_text()
+        info = check_pair(pem, pem, f"app.{settings.apps_domain}")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _fail("certs set-default", f"cannot read {file}: {error}") from None
+    except Invalid as error:
+        raise _fail("certs set-default", f"{file}: {error.message}") from None
+    router = RouterDomains(RouterFiles(settings.router_dir or settings.data_dir / "router"))
+    try:
+        router.certificates.set_default(pem)
+    except RouterError as error:
+        raise _fail("certs set-default", str(error)) from None
+    names = ", ".join(info.names)
+    print(f"The router serves {file} ({names}, until {info.not_after:%Y-%m-%d}) by default.")
+    url = settings.redis_url or f"unix://{settings.data_dir / 'redis' / 'redis.sock'}"
+    try:  # apps forcing HTTPS redirect at APP.DOMAIN too, now that a trusted certificate serves it
+        Client(url).enqueue(issuer.ROUTER_QUEUE, issuer.SYNC_DOMAINS, [], retry=3)
+    except RedisError as error:
+        typer.echo(f"slipwayd admin: redirects follow at the next change ({error})", err=True)
 
 
 @admin.command("key-owner")

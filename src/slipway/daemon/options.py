@@ -20,6 +20,13 @@ RouterPort = Annotated[
     int | None,
     typer.Option("--router-port", help="Apps' HTTP port, the router [SLIPWAY_ROUTER_PORT, 8000]."),
 ]
+RouterHttpsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--router-https-port",
+        help="Apps' HTTPS port, the router [SLIPWAY_ROUTER_HTTPS_PORT, 8443].",
+    ),
+]
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on [SLIPWAY_HOST].")]
 RedisUrl = Annotated[
     str | None,

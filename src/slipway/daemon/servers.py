@@ -325,9 +325,16 @@ def runner(
 
     settings = load_settings()
     threading.Thread(target=bring_up_current_releases, name="bring-up", daemon=True).start()
+    requires, queues = ["slipway.runtime.jobs"], [runner_queue(settings.runner_name)]
+    if settings.router_dir is None:  # the router's host: its domains and certificates too
+        from slipway.certs import issuer
+
+        issuer.start(settings)
+        requires.append("slipway.certs.issuer")
+        queues.append(issuer.ROUTER_QUEUE)
     worker(
-        requires=["slipway.runtime.jobs"],
-        queues=[runner_queue(settings.runner_name)],
+        requires=requires,
+        queues=queues,
         concurrency=concurrency,
         timeout=10.0,
         reliable=True,

@@ -24,6 +24,7 @@ from slipway.daemon.options import (
     Host,
     HttpPort,
     RedisUrl,
+    RouterHttpsPort,
     RouterPort,
     SshPort,
 )
@@ -58,6 +59,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
         SLIPWAY_SSH_PORT=str(settings.ssh_port),
         SLIPWAY_DATABASE_URL=settings.effective_database_url,
         SLIPWAY_ROUTER_PORT=str(settings.router_port),
+        SLIPWAY_ROUTER_HTTPS_PORT=str(settings.router_https_port),
     )
     if settings.redis_url:
         env["SLIPWAY_REDIS_URL"] = settings.redis_url
@@ -85,6 +87,8 @@ def _embedded_services(settings: Settings) -> list[Service]:
         services.append(redis)
         settings = settings.model_copy(update={"redis_url": redis.listens})
     _listen(settings.host, settings.router_port, "--router-port / SLIPWAY_ROUTER_PORT").close()
+    https = "--router-https-port / SLIPWAY_ROUTER_HTTPS_PORT"
+    _listen(settings.host, settings.router_https_port, https).close()
     services.append(
         router_service(
             settings.data_dir / "router",
@@ -93,6 +97,7 @@ def _embedded_services(settings: Settings) -> list[Service]:
             settings.router_slots,
             settings.router_timeout,
             settings.apps_domain,
+            settings.router_https_port,
         )
     )
     env = _child_env(settings)
@@ -175,6 +180,7 @@ def up(
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
     router_port: RouterPort = None,
+    router_https_port: RouterHttpsPort = None,
 ) -> None:
     """Run the whole platform in the foreground; Ctrl-C stops everything.
 
@@ -193,6 +199,7 @@ def up(
         redis_url=redis_url,
         database_url=database_url,
         router_port=router_port,
+        router_https_port=router_https_port,
     )
     lock = DataDirLock(settings.data_dir)
     addon_services = Services(settings)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.embedded.supervisor import Service, ServiceError
+from slipway.router import certificates
 from slipway.router.runtime import RuntimeApi
 
 NOT_FOUND_PAGE = (
@@ -22,7 +23,7 @@ UNAVAILABLE_PAGE = (
 
 # One line per request, for the app's log: host, method, URI, status, bytes, total time
 # (ms), server (the instance) and request id, tab-separated.
-ACCESS_LOG_FORMAT = "%[capture.req.hdr(0),lower,field(1,:)]\\t%HM\\t%HU\\t%ST\\t%B\\t%Ta\\t%s\\t%ID"
+ACCESS_LOG_FORMAT = "%[var(txn.host)]\\t%HM\\t%HU\\t%ST\\t%B\\t%Ta\\t%s\\t%ID"
 
 
 def slot_name(index: int) -> str:
@@ -42,6 +43,29 @@ class RouterFiles:
     @property
     def hosts_map(self) -> Path:
         return self.directory / "hosts.map"
+
+    @property
+    def domains_map(self) -> Path:
+        """An app's own domains → the app's host (APP.DOMAIN), which hosts.map routes."""
+        return self.directory / "domains.map"
+
+    @property
+    def https_map(self) -> Path:
+        """Hosts whose HTTP requests are redirected to HTTPS."""
+        return self.directory / "https.map"
+
+    @property
+    def acme_map(self) -> Path:
+        """ACME HTTP-01 tokens → their key authorizations, while an order runs."""
+        return self.directory / "acme.map"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.directory / "certs"
+
+    @property
+    def crt_list(self) -> Path:
+        return self.directory / "certs.list"
 
     @property
     def unavailable_page(self) -> Path:
@@ -64,10 +88,18 @@ class RouterFiles:
 
 
 def render_config(
-    files: RouterFiles, host: str, port: int, slots: int, first_byte_timeout: int
+    files: RouterFiles,
+    host: str,
+    port: int,
+    slots: int,
+    first_byte_timeout: int,
+    https_port: int,
 ) -> str:
-    """The whole configuration: a frontend on ``host:port`` routing by Host header through
-    the map, an "unknown" backend answering 404, and ``slots`` empty backends for apps."""
+    """The whole configuration: a frontend on ``host:port`` (HTTP) and ``https_port`` (TLS,
+    the certificate chosen by SNI) routing by Host header through the maps (an app's own
+    domain → its host → its slot), an "unknown" backend answering 404, and ``slots`` empty
+    backends for apps. ACME's HTTP-01 challenges are answered here, before any redirect."""
+    https = "" if https_port == 443 else f":{https_port}"
     lines = [
         "global",
         "    master-worker",
@@ -93,14 +125,25 @@ def render_config(
         "",
         "frontend apps",
         f"    bind {host}:{port}",
-        "    http-request capture req.hdr(host) len 128",
+        f"    bind {host}:{https_port} ssl crt {files.certs_dir / 'default.pem'}"
+        f" crt-list {files.crt_list} alpn h2,http/1.1",
         f"    log-format {ACCESS_LOG_FORMAT}",
-        "    http-request set-header X-Forwarded-Proto http",
+        "    http-request set-var(txn.host) req.hdr(host),lower,field(1,:)",
+        f"    http-request set-var(txn.host) var(txn.host),map({files.domains_map})"
+        f" if {{ var(txn.host),map({files.domains_map}) -m found }}",
+        "    http-request return status 200 content-type text/plain"
+        f' lf-string "%[path,field(4,/),map({files.acme_map})]"'
+        " if { path_beg /.well-known/acme-challenge/ }"
+        f" {{ path,field(4,/),map({files.acme_map}) -m found }}",
+        f"    http-request redirect prefix https://%[req.hdr(host),field(1,:)]{https} code 308"
+        f" if !{{ ssl_fc }} {{ req.hdr(host),lower,field(1,:),map({files.https_map}) -m found }}",
+        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid",
         "    http-request set-header X-Request-Id %[unique-id]"
         " unless { req.hdr(x-request-id) -m found }",
-        f"    use_backend %[req.hdr(host),lower,field(1,:),map({files.hosts_map},unknown)]",
+        f"    use_backend %[var(txn.host),map({files.hosts_map},unknown)]",
         "",
         "backend unknown",
         f'    http-request return status 404 content-type text/html string "{NOT_FOUND_PAGE}"',
@@ -118,10 +161,21 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def write_files(files: RouterFiles, host: str, port: int, slots: int, timeout: int) -> None:
+def write_files(
+    files: RouterFiles,
+    host: str,
+    port: int,
+    slots: int,
+    timeout: int,
+    https_port: int,
+    apps_domain: str,
+) -> None:
     files.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    files.config.write_text(render_config(files, host, port, slots, timeout))
-    files.hosts_map.touch()
+    files.config.write_text(render_config(files, host, port, slots, timeout, https_port))
+    for map_file in (files.hosts_map, files.domains_map, files.https_map):
+        map_file.touch()
+    files.acme_map.write_text("")  # challenges of orders in flight: asked again on retry
+    certificates.prepare(files.certs_dir, files.crt_list, apps_domain)
     body = UNAVAILABLE_PAGE.encode()
     files.unavailable_page.write_bytes(
         b"HTTP/1.0 503 Service Unavailable\r\nCache-Control: no-cache\r\n"
@@ -140,16 +194,21 @@ def haproxy_argv(files: RouterFiles) -> list[str]:
 
 
 def router_service(
-    directory: Path, host: str, port: int, slots: int = 500, timeout: int = 30, domain: str = ""
+    directory: Path,
+    host: str,
+    port: int,
+    slots: int = 500,
+    timeout: int = 30,
+    domain: str = "localhost",
+    https_port: int = 8443,
 ) -> Service:
     files = RouterFiles(directory)
-    write_files(files, host, port, slots, timeout)
+    write_files(files, host, port, slots, timeout, https_port, domain)
     runtime = RuntimeApi(files.admin_socket)
     return Service(
         name="router",
         argv=haproxy_argv(files),
-        listens=f"http://{host}:{port}"
-        + (f"  apps at http://APP.{domain}:{port}" if domain else ""),
+        listens=f"http://{host}:{port} https://{host}:{https_port}  apps at http://APP.{domain}:{port}",
         ready=runtime.answers,
         log_path=str(directory / "haproxy.log"),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 TIMEOUT = 5.0
 CONNECTION_REUSE = "pool-max-conn 1000 pool-purge-delay 5s"
+MAX_COMMAND = 16000  # bytes: a command and its payload must fit HAProxy's tune.bufsize (16 KB)
 
 
 class RouterError(Exception):
@@ -27,14 +28,24 @@ class RuntimeApi:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def command(self, line: str) -> str:
+    def command(self, line: str, payload: str | None = None) -> str:
+        """One command; with ``payload``, its lines follow (``<<``) up to an empty line, so
+        the payload's own empty lines are dropped (HAProxy would run what follows)."""
         if "\n" in line or ";" in line:
             raise ValueError(f"one command at a time: {line!r}")
+        data = line.encode() + b"\n"
+        if payload is not None:
+            lines = [text for text in payload.splitlines() if text.strip()]
+            data = f"{line} <<\n".encode() + "\n".join(lines).encode() + b"\n\n"
+            if len(data) > MAX_COMMAND:
+                raise RouterError(
+                    f"{line}: {len(data)} bytes, over the {MAX_COMMAND} HAProxy reads"
+                )
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(TIMEOUT)
                 sock.connect(str(self.path))
-                sock.sendall(line.encode() + b"\n")
+                sock.sendall(data)
                 chunks = []
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
@@ -64,6 +75,12 @@ class RuntimeApi:
 
     def del_map(self, map_path: Path, key: str) -> None:
         self.command(f"del map {map_path} {key}")
+
+    def put_map(self, map_path: Path, key: str, value: str) -> None:
+        """Insert or replace (``add map`` on an existing key would add a second entry, and
+        the first one would win)."""
+        self.del_map(map_path, key)
+        self.set_map(map_path, key, value)
 
     def servers(self, backend: str) -> list[Server]:
         """The backend's servers (``show servers state``)."""

@@ -121,12 +121,15 @@ class App(Timestamped, Base):
     formation: Mapped[str | None] = mapped_column(Text)
     # The runner its instances run on (placed by the API at its first deploy).
     runner: Mapped[str | None] = mapped_column(String(40))
+    # Requests over HTTP to its domains are redirected to HTTPS (308).
+    force_https: Mapped[bool] = mapped_column(Boolean, default=False)
 
     collaborators: Mapped[list[Collaborator]] = relationship(
         back_populates="app", cascade="all, delete-orphan"
     )
     env: Mapped[list[EnvVar]] = relationship(back_populates="app", cascade="all, delete-orphan")
     addons: Mapped[list[AddOn]] = relationship(back_populates="app", cascade="all, delete-orphan")
+    domains: Mapped[list[Domain]] = relationship(back_populates="app", cascade="all, delete-orphan")
 
 
 class Collaborator(Timestamped, Base):
@@ -171,6 +174,43 @@ class AddOn(Timestamped, Base):
     variables: Mapped[str | None] = mapped_column(Text)  # JSON list: the config it set
 
     app: Mapped[App] = relationship(back_populates="addons")
+
+
+class Domain(Timestamped, Base):
+    """A name an app answers at besides APP.DOMAIN, and its certificate: one from ACME
+    (``source`` acme, renewed by the platform) or one its users brought (``custom``)."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    source: Mapped[str] = mapped_column(String(10))  # "acme" or "custom"
+    state: Mapped[str] = mapped_column(String(20))  # see slipway.store.domains
+    reason: Mapped[str | None] = mapped_column(Text)  # why the last attempt failed
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # the next attempt
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed in a row
+    certificate: Mapped[str | None] = mapped_column(Text)  # PEM chain, leaf first
+    private_key: Mapped[str | None] = mapped_column(Text)  # PEM; never in an API answer
+    not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    issuer: Mapped[str | None] = mapped_column(String(255))
+    # An ACME order in flight and the key of its CSR, to resume it after a crash.
+    order_url: Mapped[str | None] = mapped_column(String(500))
+    order_key: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    app: Mapped[App] = relationship(back_populates="domains")
+
+
+class AcmeAccount(Timestamped, Base):
+    """The platform's account with an ACME directory: its key (JWK) and its URL."""
+
+    __tablename__ = "acme_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    directory: Mapped[str] = mapped_column(String(500), unique=True)
+    key: Mapped[str] = mapped_column(Text)  # JSON Web Key, private
+    registration: Mapped[str | None] = mapped_column(Text)  # JSON, with the account's URL
 
 
 class AccessChange(Base):

@@ -1,4 +1,5 @@
-"""Allowlists for the names users choose: apps, users, env variables, key and token names."""
+"""Allowlists for the names users choose: apps, users, env variables, key and token names,
+domains."""
 
 from __future__ import annotations
 
@@ -112,3 +113,32 @@ def check_branch_name(name: str) -> str:
             "(as git allows), e.g. main or production"
         )
     return name
+
+
+HOSTNAME_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+HOSTNAME_MAX = 253
+
+
+def check_hostname(name: str) -> str:
+    """A domain an app may answer at, lowercased: DNS labels (RFC 1123), at least two, not an
+    address, and no wildcard (a certificate from ACME's HTTP-01 covers one name)."""
+    if not isinstance(name, str):
+        raise Invalid("a domain must be a string")
+    hostname = name.strip().lower().removesuffix(".")
+    if hostname.startswith("*."):
+        raise Invalid(
+            f"wildcard domains are not allowed ({name!r}): add each name, e.g. "
+            f"www.{hostname[2:]} and api.{hostname[2:]}"
+        )
+    labels = hostname.split(".")
+    if (
+        len(hostname) > HOSTNAME_MAX
+        or len(labels) < 2
+        or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise Invalid(
+            f"invalid domain {name!r}: use a full DNS name such as www.example.com "
+            "(letters, digits and dashes in dot-separated labels)"
+        )
+    return hostname

@@ -104,6 +104,12 @@ ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("DELETE", "/v1/apps/shop/collaborators/bob", None, app_rule(204, 403)),
     ("GET", "/v1/apps/shop/env", None, app_rule(200, 200)),
     ("PATCH", "/v1/apps/shop/env", {"env": {"A": "1"}}, app_rule(200, 200)),
+    ("GET", "/v1/apps/shop/domains", None, app_rule(200, 200)),
+    ("POST", "/v1/apps/shop/domains", {"hostname": "www.shop.test"}, app_rule(201, 201)),
+    ("DELETE", "/v1/apps/shop/domains/www.nowhere.test", None, app_rule(404, 404)),
+    ("PUT", "/v1/apps/shop/force-https", {"enabled": True}, app_rule(200, 200)),
+    ("POST", "/internal/router/domains", {}, {role: 401 for role in ROLES}),
+    ("POST", "/internal/domains/www.shop.test/issued", {}, {role: 401 for role in ROLES}),
     ("GET", "/internal/keys?fingerprint=SHA256:x", None, {role: 401 for role in ROLES}),
     (
         "POST",

@@ -36,6 +36,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     http_port, ssh_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     env["SLIPWAY_ROUTER_PORT"] = str(free_port())
+    env["SLIPWAY_ROUTER_HTTPS_PORT"] = str(free_port())
     process = subprocess.Popen(
         [
             *SLIPWAYD_UP,
@@ -140,7 +141,11 @@ def test_up_reports_a_child_that_cannot_start(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "SLIPWAY_ROUTER_PORT": str(free_port())},
+        env={
+            **os.environ,
+            "SLIPWAY_ROUTER_PORT": str(free_port()),
+            "SLIPWAY_ROUTER_HTTPS_PORT": str(free_port()),
+        },
     )
     assert result.returncode == 1
     assert result.stderr.startswith("slipwayd up: redis exited with status")
@@ -160,6 +165,7 @@ def test_up_reports_a_child_that_cannot_start(tmp_path: Path) -> None:
 def _up(data_dir: Path, *flags: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     env["SLIPWAY_ROUTER_PORT"] = str(free_port())
+    env["SLIPWAY_ROUTER_HTTPS_PORT"] = str(free_port())
     return subprocess.Popen(
         [*SLIPWAYD_UP, "--data-dir", str(data_dir), *flags],
         stdout=subprocess.PIPE,

@@ -260,6 +260,8 @@ def up(tmp_path: Path) -> Iterator[Up]:
             str(platform.ssh_port),
             "--router-port",
             str(free_port()),
+            "--router-https-port",
+            str(free_port()),
             log=output,
         )
         wait_until(lambda: "Slipway is up" in output.read_text(), 60, "slipwayd up", process)

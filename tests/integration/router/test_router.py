@@ -78,7 +78,7 @@ class RunningRouter:
 def running() -> Iterator[RunningRouter]:
     directory = Path(tempfile.mkdtemp(prefix="sw-router-"))  # short: a unix socket's path
     port = free_port()
-    service = router_service(directory, "127.0.0.1", port, slots=20)
+    service = router_service(directory, "127.0.0.1", port, slots=20, https_port=free_port())
     service.start()
     try:
         yield RunningRouter(service, Router(RouterFiles(directory), slots=20), port)
