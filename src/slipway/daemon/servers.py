@@ -320,7 +320,8 @@ def runner(
     """Run apps' releases on this host: deploy, scale, restart and stop jobs from the queue
     runner-NAME (SLIPWAY_RUNNER_NAME, default local). When it starts, it adopts the
     instances a previous runner left running and starts the current release of the apps
-    placed on it; its apps outlive it (`slipwayd up` stops them with the platform)."""
+    placed on it; its apps outlive it (`slipwayd up` stops them with the platform). On the
+    router's host it also takes the queue `router`: apps' domains and their certificates."""
     from slipway.runtime.jobs import bring_up_current_releases, runner_queue
 
     settings = load_settings()
