@@ -4,6 +4,7 @@ platform shows of it (issuer, names, expiry). Keys never appear in an error."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +16,9 @@ from cryptography.x509.oid import NameOID
 from slipway.store.errors import Invalid
 
 MAX_PEM = 64 * 1024  # bytes of a chain, or of a key
+# Chain and key together, as the router takes them in one runtime-API command (HAProxy reads
+# a command into one 16 KB buffer); a Let's Encrypt chain and key take about 4 KB.
+MAX_SERVED = 15_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ def check_pair(
     fix, never the key itself."""
     chain = _chain(chain_pem)
     key = _private_key(key_pem)
+    served = len(chain_pem.encode()) + len(key_pem.encode())
+    if served > MAX_SERVED:
+        raise Invalid(
+            f"the chain and key take {served} bytes, over the {MAX_SERVED} the router takes: "
+            "leave the root certificate out of the chain"
+        )
     if not _same_key(chain[0], key):
         raise Invalid("the private key does not match the certificate (the first one of the chain)")
     info = describe(chain_pem)
@@ -66,6 +76,17 @@ def check_pair(
         shown = ", ".join(info.names) or "no DNS name"
         raise Invalid(f"the certificate does not cover {hostname} (it covers {shown})")
     return info
+
+
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n?", re.S)
+
+
+def split(combined: str) -> tuple[str, str]:
+    """A file holding a chain and its key (as HAProxy takes them): the chain, the key."""
+    blocks = [(m.group(1), m.group(0)) for m in PEM_BLOCK.finditer(combined)]
+    chain = "".join(text for kind, text in blocks if kind == "CERTIFICATE")
+    keys = [text for kind, text in blocks if kind.endswith("PRIVATE KEY")]
+    return chain, keys[0] if keys else ""
 
 
 def _chain(chain_pem: str) -> list[x509.Certificate]:

@@ -177,7 +177,7 @@ def set_default_certificate(
     from redis import RedisError
 
     from slipway.certs import issuer
-    from slipway.certs.pem import check_pair
+    from slipway.certs.pem import check_pair, split
     from slipway.config import load_settings
     from slipway.jobs import Client
     from slipway.router.domains import RouterDomains
@@ -187,15 +187,15 @@ def set_default_certificate(
 
     settings = load_settings(data_dir=data_dir)
     try:
-        pem = file.read_text()
-        info = check_pair(pem, pem, f"app.{settings.apps_domain}")
+        chain, key = split(file.read_text())
+        info = check_pair(chain, key, f"app.{settings.apps_domain}")
     except (OSError, UnicodeDecodeError) as error:
         raise _fail("certs set-default", f"cannot read {file}: {error}") from None
     except Invalid as error:
         raise _fail("certs set-default", f"{file}: {error.message}") from None
     router = RouterDomains(RouterFiles(settings.router_dir or settings.data_dir / "router"))
     try:
-        router.certificates.set_default(pem)
+        router.certificates.set_default(chain + key)
     except RouterError as error:
         raise _fail("certs set-default", str(error)) from None
     names = ", ".join(info.names)

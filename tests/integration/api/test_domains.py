@@ -127,6 +127,7 @@ def test_bad_certificates_are_refused_in_one_line(clients: dict[str, httpx.Clien
         ("not a certificate", key, "not a PEM certificate"),
         (good, "not a key", "not a PEM private key"),
         (good, None, "needs its private key"),
+        (good + ca.pem * 30, key, "leave the root certificate out"),
     ]
     for certificate, private_key, words in cases:
         body = {"hostname": "www.shop.test", "certificate": certificate, "private_key": private_key}
