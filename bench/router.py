@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.wrk import wrk  # noqa: E402
 from tests.services import stop_process, wait_until  # noqa: E402
 
+from bench.wrk import wrk  # noqa: E402
 from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
 from slipway.router.haproxy import RouterFiles, router_service  # noqa: E402
 from slipway.router.table import Router, Target  # noqa: E402
