@@ -108,6 +108,13 @@ def render_config(
         "    nbthread 1",
         f"    stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 2m",
+        # AES-128-GCM first: as safe as AES-256 here and a third cheaper per byte.
+        "    ssl-default-bind-ciphersuites"
+        " TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+        ":ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+        ":ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         f"    log unix@{files.log_socket} len 8192 format raw local0 info",
         "",
         "defaults",
