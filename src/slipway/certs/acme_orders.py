@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from acme import challenges, client, crypto_util, errors, messages
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
 from slipway import __version__
+from slipway.certs.pem import new_private_key
 
 ORDER_TIMEOUT = datetime.timedelta(seconds=90)  # validation and finalization, per order
 USER_AGENT = f"slipway/{__version__}"
@@ -52,14 +52,6 @@ class Challenges:
 def new_account_key() -> str:
     key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
     return str(key.json_dumps())
-
-
-def new_certificate_key() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem.decode()
 
 
 class AcmeDirectory:
@@ -108,7 +100,7 @@ class AcmeDirectory:
                 self._resume(order_url, order_key, hostname) if order_url and order_key else None
             )
             if order is None:
-                order_key = new_certificate_key()
+                order_key = new_private_key()
                 csr = crypto_util.make_csr(order_key.encode(), [hostname])
                 order = self.client.new_order(csr)
                 save_order(order.uri, order_key)
@@ -195,7 +187,3 @@ def account_from(record: dict[str, Any] | None) -> Account:
     if record is None:
         return Account(new_account_key(), None)
     return Account(str(record["key"]), record.get("registration"))
-
-
-def account_record(account: Account) -> dict[str, Any]:
-    return {"key": account.key, "registration": account.registration}

@@ -114,11 +114,12 @@ def resolves(hostname: str) -> bool:
         return False
 
 
-def check_due_forever(settings: Settings, client: jobs.Client, stop: threading.Event) -> None:
+def check_due_forever(settings: Settings, client: jobs.Client) -> None:
     """Every SLIPWAY_ACME_CHECK_EVERY seconds: enqueue an order for each certificate due
     (new, to retry, or expiring within SLIPWAY_ACME_RENEW_DAYS)."""
     api = PlatformApi.from_settings(settings)
-    while not stop.wait(settings.acme_check_every):
+    while True:
+        time.sleep(settings.acme_check_every)
         try:
             for hostname in api.due_domains():
                 client.enqueue(ROUTER_QUEUE, ISSUE_CERTIFICATE, [hostname], retry=False)
@@ -139,6 +140,6 @@ def start(settings: Settings) -> None:
             except PlatformError:
                 time.sleep(1.0)
         if settings.acme_directory and settings.redis_url is not None:
-            check_due_forever(settings, jobs.Client(settings.redis_url), threading.Event())
+            check_due_forever(settings, jobs.Client(settings.redis_url))
 
     threading.Thread(target=run, name="domains", daemon=True).start()

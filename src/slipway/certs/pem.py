@@ -27,10 +27,23 @@ class CertificateInfo:
     issuer: str
     not_before: datetime
     not_after: datetime
+    self_signed: bool  # no client trusts it
+
+
+def new_private_key() -> str:
+    """An ECDSA P-256 key in PEM (PKCS#8), as Let's Encrypt's certificates use."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode()
 
 
 def describe(chain_pem: str) -> CertificateInfo:
-    leaf = _chain(chain_pem)[0]
+    return _describe(_chain(chain_pem)[0])
+
+
+def _describe(leaf: x509.Certificate) -> CertificateInfo:
     try:
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [n.lower() for n in sans.get_values_for_type(x509.DNSName)]
@@ -38,7 +51,13 @@ def describe(chain_pem: str) -> CertificateInfo:
         names = []
     common = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     issuer = str(common[0].value) if common else leaf.issuer.rfc4514_string()
-    return CertificateInfo(names, issuer[:255], leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    return CertificateInfo(
+        names,
+        issuer[:255],
+        leaf.not_valid_before_utc,
+        leaf.not_valid_after_utc,
+        leaf.issuer == leaf.subject,
+    )
 
 
 def covers(names: list[str], hostname: str) -> bool:
@@ -51,9 +70,7 @@ def covers(names: list[str], hostname: str) -> bool:
     return False
 
 
-def check_pair(
-    chain_pem: str, key_pem: str, hostname: str, now: datetime | None = None
-) -> CertificateInfo:
+def check_pair(chain_pem: str, key_pem: str, hostname: str) -> CertificateInfo:
     """The brought certificate and key, checked: each error is one line that says what to
     fix, never the key itself."""
     chain = _chain(chain_pem)
@@ -66,8 +83,8 @@ def check_pair(
         )
     if not _same_key(chain[0], key):
         raise Invalid("the private key does not match the certificate (the first one of the chain)")
-    info = describe(chain_pem)
-    moment = now or datetime.now(UTC)
+    info = _describe(chain[0])
+    moment = datetime.now(UTC)
     if info.not_after <= moment:
         raise Invalid(f"the certificate expired on {info.not_after:%Y-%m-%d %H:%M} UTC")
     if info.not_before > moment:

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from slipway.certs.pem import covers
+from slipway.certs.pem import covers, describe
 from slipway.host.filelock import exclusive
 from slipway.router.runtime import RouterError, RuntimeApi
+from slipway.store.errors import Invalid
 
 
 class Certificates:
@@ -81,16 +82,10 @@ class Certificates:
         """Does the operator's default certificate serve ``host`` (the self-signed one
         never counts: no client trusts it)?"""
         try:
-            leaf = x509.load_pem_x509_certificates(self.default.read_bytes())[0]
-        except (OSError, ValueError):
+            info = describe(self.default.read_text())
+        except (OSError, Invalid):
             return False
-        if leaf.issuer == leaf.subject:
-            return False
-        try:
-            names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            return False
-        return covers([n.lower() for n in names.get_values_for_type(x509.DNSName)], host)
+        return not info.self_signed and covers(info.names, host)
 
     def _load(self, path: Path, pem: str) -> None:
         """A transaction on ``path`` only, committed; aborted if anything fails."""

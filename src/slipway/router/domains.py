@@ -14,7 +14,7 @@ from typing import Any
 from slipway.host.filelock import exclusive
 from slipway.router.certificates import Certificates
 from slipway.router.haproxy import RouterFiles
-from slipway.router.runtime import RuntimeApi
+from slipway.router.runtime import RouterError, RuntimeApi
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class RouterDomains:
                 if pem is not None and served.get(domain.hostname) != pem:
                     try:
                         self.certificates.put(domain.hostname, pem)
-                    except Exception as error:
+                    except (RouterError, OSError) as error:
                         problems.append(f"{domain.hostname}: {error}")
             wanted = {d.hostname for d in domains if d.pem is not None}
             for hostname in set(served) - wanted:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -194,9 +193,7 @@ def test_a_refused_renewal_keeps_the_old_certificate_and_says_why(
     wait_until(lambda: domain(platform)["state"] == "active", 90, "a renewal after the retry")
 
 
-def test_a_removed_domain_is_no_longer_served(
-    acme: tuple[Platform, Pebble], tmp_path: Path
-) -> None:
+def test_a_removed_domain_is_no_longer_served(acme: tuple[Platform, Pebble]) -> None:
     platform, _ = acme
     platform.run(SLIPWAY, "domains", "remove", NAME, "-a", "shop")
     wait_until(
