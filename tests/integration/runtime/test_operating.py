@@ -126,10 +126,13 @@ def test_logs_since_a_time_or_a_duration(platform: Platform) -> None:
 
 
 def blocked_readers(platform: Platform) -> int:
-    """Redis clients blocked in a read (a follower's XREAD, `up`'s announcements)."""
+    """Redis clients blocked in a stream read (a follower's XREAD, `up`'s announcements); not
+    the workers' fetches, which come and go between queues (the runner of the router's host
+    waits on two)."""
     connection = sync_redis(f"unix://{platform.data / 'redis' / 'redis.sock'}")
     try:
-        return sum("b" in client["flags"] for client in connection.client_list())
+        clients = connection.client_list()
+        return sum("b" in c["flags"] and c["cmd"] == "xread" for c in clients)
     finally:
         connection.close()
 
