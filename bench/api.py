@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.services import Postgres, stop_process, wait_until  # noqa: E402
 
-from slipway.embedded.supervisor import free_port  # noqa: E402
+from slipway.host.ports import free_port  # noqa: E402
 from slipway.store import accounts, apps  # noqa: E402
 from slipway.store.db import Database  # noqa: E402
 from slipway.store.migrate import migrate  # noqa: E402

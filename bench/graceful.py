@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from tests.load import Load  # noqa: E402
 from tests.services import Sshd, exited, stop_process, wait_until  # noqa: E402
 
-from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
+from slipway.host.ports import free_port, port_open  # noqa: E402
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]
 PAUSE = 1.0  # seconds of load between upgrades

@@ -32,7 +32,7 @@ from tests.tls_support import TestCa  # noqa: E402
 
 from bench.router import APP  # noqa: E402
 from bench.wrk import wrk  # noqa: E402
-from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
+from slipway.host.ports import free_port, port_open  # noqa: E402
 from slipway.router.certificates import Certificates  # noqa: E402
 from slipway.router.haproxy import RouterFiles, router_service  # noqa: E402
 from slipway.router.runtime import RuntimeApi  # noqa: E402

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tests.builds_support import SLIPWAY, Platform, web_app  # noqa: E402
 from tests.services import Sshd, wait_until  # noqa: E402
 
-from slipway.embedded.supervisor import free_port, port_open  # noqa: E402
+from slipway.host.ports import free_port, port_open  # noqa: E402
 
 
 def read_rate(url: str, megabytes: int) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.services import _Service, stop_process, wait_until
 from tests.tls_support import TestCa
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from slipway.applog.stream import stream_key
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from slipway.jobs.connection import sync_redis
 from slipway.wire.deployment_states import RUNNING, STARTING
 from tests import sample_server

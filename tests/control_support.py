@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from slipway.api.app import create_app
 from slipway.api.run import uvicorn_config
 from slipway.config import Settings
-from slipway.embedded.supervisor import free_port
 from slipway.graceful import listen
+from slipway.host.ports import free_port
 from slipway.store import accounts
 from slipway.store.db import Database
 from slipway.store.migrate import migrate

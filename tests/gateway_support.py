@@ -15,12 +15,12 @@ from typing import Any
 
 import asyncssh
 
-from slipway.embedded.supervisor import free_port
 from slipway.gateway.commands import GitCommand
 from slipway.gateway.config import GatewayConfig
 from slipway.gateway.server import Gateway
 from slipway.gateway.upstreams import Exit, Output, Sent, pump
 from slipway.graceful import listen
+from slipway.host.ports import free_port
 from slipway.store import accounts, apps
 from tests.control_support import INTERNAL_SECRET, ApiServer
 from tests.keys import generate

@@ -27,7 +27,7 @@ import redis
 
 from slipway.embedded.postgres import bindir
 from slipway.embedded.redis_server import answers_ping, redis_argv
-from slipway.embedded.supervisor import free_port, port_open
+from slipway.host.ports import free_port, port_open
 
 START_ATTEMPTS = 5
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.services import apps_dir
 
 SLIPWAYD = [sys.executable, "-m", "slipway.daemon"]

@@ -22,8 +22,9 @@ from pathlib import Path
 import psutil
 
 from slipway.embedded.redis_server import answers_ping
-from slipway.embedded.supervisor import ServiceError, free_port
+from slipway.embedded.supervisor import ServiceError
 from slipway.host.filelock import exclusive
+from slipway.host.ports import free_port
 
 PLANS = {"dev": 64, "standard": 256, "large": 1024}  # maxmemory, MB
 DEFAULT_PLAN = "dev"

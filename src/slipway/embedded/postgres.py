@@ -18,8 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from slipway.embedded.supervisor import ServiceError, free_port, port_open
+from slipway.embedded.supervisor import ServiceError
 from slipway.host.filelock import exclusive
+from slipway.host.ports import free_port, port_open
 
 START_TIMEOUT = 60  # seconds pg_ctl waits for the server
 # The platform (root, or the user running it) comes through the socket, whose directory

@@ -12,7 +12,7 @@ import redis
 
 from slipway.applog.ship import LogShipper
 from slipway.config import Settings
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from slipway.runtime.cgroups import Cgroups
 
 

@@ -33,7 +33,7 @@ from slipway.api.auth import edge_service
 from slipway.api.errors import ApiError
 from slipway.api.run import uvicorn_config
 from slipway.config import Settings
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.control_support import INTERNAL_SECRET
 from tests.services import stop_process, wait_until
 

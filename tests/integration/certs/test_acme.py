@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.acme_support import Pebble
 from tests.builds_support import SLIPWAY, Platform, web_app
 from tests.services import wait_until

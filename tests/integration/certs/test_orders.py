@@ -15,7 +15,7 @@ import redis
 from slipway.certs import issuer
 from slipway.certs.acme_orders import AcmeDirectory, Challenges, OrderFailed, account_from
 from slipway.certs.pem import describe
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.acme_support import Pebble
 
 pytestmark = pytest.mark.skipif(shutil.which("pebble") is None, reason="pebble is missing")

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from slipway.embedded.supervisor import free_port, port_open
+from slipway.host.ports import free_port, port_open
 from tests.services import wait_until
 
 SLIPWAYD_UP = [sys.executable, "-c", "from slipway.daemon import app; app()", "up"]

@@ -19,7 +19,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slipway.embedded.supervisor import free_port
 from slipway.graceful import (
     UpgradeFailed,
     accept_connections,
@@ -28,6 +27,7 @@ from slipway.graceful import (
     stop_accepting,
 )
 from slipway.graceful.handoff import READY_BYTE, STOP_GRACE, _wait_ready
+from slipway.host.ports import free_port
 from tests.load import Load
 from tests.services import exited, wait_until
 

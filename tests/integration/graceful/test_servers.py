@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from tests.keys import proven_key
 from tests.load import Load
 from tests.services import apps_dir, exited, wait_until

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from slipway.daemon.worker import EXIT_MARGIN
-from slipway.embedded.supervisor import free_port
+from slipway.host.ports import free_port
 from slipway.jobs import Client
 from slipway.jobs.launcher import CLOSE_TIMEOUT, SHUTDOWN_GRACE
 from tests.jobs_support import WorkerProcess, results

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipway.embedded.supervisor import Service, free_port
+from slipway.embedded.supervisor import Service
+from slipway.host.ports import free_port
 from slipway.router.haproxy import RouterFiles, router_service
 from slipway.router.table import Router, Target
 
