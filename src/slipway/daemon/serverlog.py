@@ -7,6 +7,8 @@ so formatting is kept cheap.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -41,46 +43,134 @@ class _Clock:
         return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
-class JsonFormatter(logging.Formatter):
+class _LineFormatter(logging.Formatter):
+    """A record as one line; ``line`` also serves :class:`HotLines`, which has no record."""
+
     def __init__(self) -> None:
         super().__init__()
         self._clock = _Clock()
 
     def format(self, record: logging.LogRecord) -> str:
+        error = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            _fields(record),
+            error,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any],
+        error: str | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(_LineFormatter):
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any],
+        error: str | None = None,
+    ) -> str:
         line = {
-            "time": self._clock(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **_fields(record),
+            "time": self._clock(created),
+            "level": level.lower(),
+            "logger": logger,
+            "message": message,
+            **fields,
         }
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+        if error:
+            line["error"] = error
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__()
-        self._clock = _Clock()
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = f"{self._clock(record.created)} {record.levelname} {record.getMessage()}"
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD:
-                line += f" {key}={value}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+class TextFormatter(_LineFormatter):
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any],
+        error: str | None = None,
+    ) -> str:
+        line = f"{self._clock(created)} {level} {message}"
+        for key, value in fields.items():
+            line += f" {key}={value}"
+        if error:
+            line += "\n" + error
         return line
+
+
+class HotLines:
+    """The worker's line per job, without the logging module's work per record (a third of
+    a no-op job's cost): formatted as the handler would, written to its stream, and flushed
+    once per turn of the event loop instead of once per line.
+
+    Only for a logger at INFO whose records reach our handler unchanged (no handler or
+    filter of its own): anything else goes through logging as usual."""
+
+    def __init__(self, handler: logging.StreamHandler[Any], formatter: _LineFormatter) -> None:
+        self.handler = handler
+        self.formatter = formatter
+        self._flush_pending = False
+
+    def write(self, logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+        line = self.formatter.line(time.time(), "INFO", logger.name, message, fields)
+        with self.handler.lock or contextlib.nullcontext():
+            self.handler.stream.write(line + "\n")
+        if not self._flush_pending:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+                self._flush_pending = True
+            except RuntimeError:  # no event loop here: flush now
+                self.handler.flush()
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.handler.flush()
+
+
+_hot_lines: HotLines | None = None
+
+
+def hot_lines(logger: logging.Logger) -> HotLines | None:
+    """The fast writer for ``logger``'s INFO lines, if setup_logging made the only handler
+    they reach and nothing filters them; else None."""
+    if _hot_lines is None or not logger.isEnabledFor(logging.INFO):
+        return None
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.getLogger():
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    root = logging.getLogger()
+    if root.handlers != [_hot_lines.handler] or _hot_lines.handler.filters:
+        return None
+    return _hot_lines
 
 
 def setup_logging(log_format: str = "text", level: int = logging.INFO) -> None:
     """Log to stdout, one line per record, for a server process."""
+    global _hot_lines
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter()
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    _hot_lines = HotLines(handler, formatter)
     # Our lines never show the caller's file and line, so do not look for them
     # (the logging HOWTO's "Optimization" advice).
     logging._srcfile = None

@@ -14,7 +14,7 @@ import typer
 
 from slipway.config import load_settings
 from slipway.daemon.options import DatabaseUrl, DataDir, Host, HttpPort, SshPort
-from slipway.daemon.serverlog import setup_logging
+from slipway.daemon.serverlog import hot_lines, setup_logging
 
 if TYPE_CHECKING:
     from slipway.gateway.limits import ConnectionLimits
@@ -98,6 +98,7 @@ def worker(
     from slipway.jobs.client import redis_url_from_env
     from slipway.jobs.connection import connection_options
     from slipway.jobs.launcher import WorkerConfig, parse_queues
+    from slipway.jobs.processor import job_log
     from slipway.jobs.registry import registered, require
 
     if log_format not in ("text", "json"):
@@ -140,6 +141,7 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         heartbeat_ttl=heartbeat_ttl,
         recovery_interval=recovery_interval,
+        job_lines=lines.write if (lines := hot_lines(job_log)) else None,
     )
     asyncio.run(serve_worker(config, pid_file))
 

@@ -30,7 +30,7 @@ from slipway.jobs.keys import Keys
 from slipway.jobs.manager import Manager
 from slipway.jobs.payload import dumps, now
 from slipway.jobs.periodic import PeriodicScheduler, declared
-from slipway.jobs.processor import Processor
+from slipway.jobs.processor import JobLineWriter, Processor
 from slipway.jobs.retry import MAX_RETRIES, JobRetry
 from slipway.jobs.scheduled import Poller
 from slipway.jobs.threads import JobThreads
@@ -92,6 +92,7 @@ class WorkerConfig:
     recovery_interval: float = 60.0
     poll_interval_average: float | None = None
     initial_poll_wait: float | None = None
+    job_lines: JobLineWriter | None = None  # the line per job, faster than logging's
 
 
 def _abandon(task: asyncio.Task[Any]) -> None:
@@ -146,6 +147,7 @@ class Launcher:
             self.fetch,
             JobRetry(self.redis, self.keys, config.max_retries),
             self.threads,
+            config.job_lines,
         )
         self.manager = Manager(self.fetch, self.processor, config.concurrency)
         self.poller = Poller(

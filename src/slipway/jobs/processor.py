@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,10 @@ log = logging.getLogger("slipway.jobs")
 job_log = logging.getLogger("slipway.jobs.job")
 
 REQUEUE_PAUSE = 1.0
+
+# Writes a job's INFO line faster than logging would (slipwayd's serverlog.HotLines): the
+# logger, the message and the line's fields.
+JobLineWriter = Callable[[logging.Logger, str, dict[str, Any]], None]
 
 
 class InvalidJob(ValueError):
@@ -77,14 +81,16 @@ class Processor:
     fetch: BasicFetch
     retry: JobRetry
     threads: JobThreads
+    job_lines: JobLineWriter | None = None
     counters: Counters = field(default_factory=Counters)
     busy: dict[str, Work] = field(default_factory=dict)
     _tids: itertools.count[int] = field(default_factory=itertools.count)
+    _pid: int = field(default_factory=os.getpid)
 
     async def process(self, unit: UnitOfWork) -> None:
         """Run one job to its end. Cancelled only by a hard shutdown, which requeues it."""
         started = time.perf_counter()
-        tid = _to36(next(self._tids) ^ os.getpid())
+        tid = _to36(next(self._tids) ^ self._pid)
         self.busy[tid] = Work(unit, int(now()))
         job: Job | None = None
         outcome = "interrupted"  # unless the job gets further than a cancellation
@@ -116,7 +122,7 @@ class Processor:
                 self.counters.processed += 1
             if outcome not in ("interrupted", "requeued"):
                 self.fetch.acknowledge(unit)
-            _log_job(job, unit, outcome, started)
+            self._log_job(job, unit, outcome, started)
 
     async def _record(self, unit: UnitOfWork, recording: Awaitable[str]) -> str:
         """The outcome a failure was recorded as; if Redis cannot take it, the job goes back
@@ -155,6 +161,22 @@ class Processor:
         await pipe.execute()
         return "dead"
 
+    def _log_job(self, job: Job | None, unit: UnitOfWork, outcome: str, started: float) -> None:
+        if not job_log.isEnabledFor(logging.INFO):
+            return
+        job = job or {}
+        fields = {
+            "jid": job.get("jid"),
+            "class": job.get("class"),
+            "queue": unit.queue,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "outcome": outcome,
+        }
+        if self.job_lines is None:
+            job_log.info(outcome, extra=fields)
+        else:
+            self.job_lines(job_log, outcome, fields)
+
 
 def parse(raw: str) -> Job:
     try:
@@ -168,19 +190,3 @@ def parse(raw: str) -> Job:
     if not isinstance(job.get("args"), list):
         raise InvalidJob("the payload's args is not a list", job)
     return job
-
-
-def _log_job(job: Job | None, unit: UnitOfWork, outcome: str, started: float) -> None:
-    if not job_log.isEnabledFor(logging.INFO):
-        return
-    job = job or {}
-    job_log.info(
-        outcome,
-        extra={
-            "jid": job.get("jid"),
-            "class": job.get("class"),
-            "queue": unit.queue,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "outcome": outcome,
-        },
-    )
