@@ -1,5 +1,5 @@
-"""wrk (HTTP load, keep-alive), as the benchmarks run it: requests/s, p50 and p99 (ms),
-non-2xx answers and whether any socket error happened."""
+"""wrk (HTTP load, keep-alive), as the benchmarks run it: requests/s, requests done, p50 and
+p99 (ms), non-2xx answers and whether any socket error happened."""
 
 from __future__ import annotations
 
@@ -30,9 +30,12 @@ def wrk(
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    requests = re.search(r"(\d+) requests in", out)
     assert rps, out
+    assert requests, out
     return {
         "rps": float(rps.group(1)),
+        "requests": float(requests.group(1)),
         "p50": ms("50%"),
         "p99": ms("99%"),
         "failed": float(failed.group(1)) if failed else 0.0,
