@@ -43,22 +43,20 @@ class _Clock:
         return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
-class _LineFormatter(logging.Formatter):
-    """A record as one line; ``line`` also serves :class:`HotLines`, which has no record."""
+class LineFormatter(logging.Formatter):
+    """A record as one line, JSON or ``key=value`` text; ``line`` also serves
+    :class:`HotLines`, which has no record."""
 
-    def __init__(self) -> None:
+    def __init__(self, as_json: bool) -> None:
         super().__init__()
+        self.as_json = as_json
         self._clock = _Clock()
 
     def format(self, record: logging.LogRecord) -> str:
         error = self.formatException(record.exc_info) if record.exc_info else None
+        message = record.getMessage()
         return self.line(
-            record.created,
-            record.levelname,
-            record.name,
-            record.getMessage(),
-            _fields(record),
-            error,
+            record.created, record.levelname, record.name, message, _fields(record), error
         )
 
     def line(
@@ -70,47 +68,23 @@ class _LineFormatter(logging.Formatter):
         fields: dict[str, Any],
         error: str | None = None,
     ) -> str:
-        raise NotImplementedError
-
-
-class JsonFormatter(_LineFormatter):
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        fields: dict[str, Any],
-        error: str | None = None,
-    ) -> str:
-        line = {
-            "time": self._clock(created),
-            "level": level.lower(),
-            "logger": logger,
-            "message": message,
-            **fields,
-        }
-        if error:
-            line["error"] = error
-        return json.dumps(line, ensure_ascii=False, default=str)
-
-
-class TextFormatter(_LineFormatter):
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        fields: dict[str, Any],
-        error: str | None = None,
-    ) -> str:
-        line = f"{self._clock(created)} {level} {message}"
+        if self.as_json:
+            entry = {
+                "time": self._clock(created),
+                "level": level.lower(),
+                "logger": logger,
+                "message": message,
+                **fields,
+            }
+            if error:
+                entry["error"] = error
+            return json.dumps(entry, ensure_ascii=False, default=str)
+        text = f"{self._clock(created)} {level} {message}"
         for key, value in fields.items():
-            line += f" {key}={value}"
+            text += f" {key}={value}"
         if error:
-            line += "\n" + error
-        return line
+            text += "\n" + error
+        return text
 
 
 class HotLines:
@@ -121,7 +95,7 @@ class HotLines:
     Only for a logger at INFO whose records reach our handler unchanged (no handler or
     filter of its own): anything else goes through logging as usual."""
 
-    def __init__(self, handler: logging.StreamHandler[Any], formatter: _LineFormatter) -> None:
+    def __init__(self, handler: logging.StreamHandler[Any], formatter: LineFormatter) -> None:
         self.handler = handler
         self.formatter = formatter
         self._flush_pending = False
@@ -165,7 +139,7 @@ def setup_logging(log_format: str = "text", level: int = logging.INFO) -> None:
     """Log to stdout, one line per record, for a server process."""
     global _hot_lines
     handler = logging.StreamHandler(sys.stdout)
-    formatter = JsonFormatter() if log_format == "json" else TextFormatter()
+    formatter = LineFormatter(as_json=log_format == "json")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
