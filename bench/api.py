@@ -1,11 +1,12 @@
 """Key lookup and authorisation, the two API calls in every git push: p50/p99 latency and
-throughput at 1 and 200 concurrent connections, on SQLite and on PostgreSQL, in one run.
+throughput at 1, 50 and 200 concurrent connections, on SQLite and on PostgreSQL, served by
+one API worker and by several (`slipwayd api --workers`), in one run.
 
-The load comes from wrk (C, keep-alive connections) against `slipwayd api` (one uvicorn
-process), with 1,000 users, keys and apps in the store. The ratio column compares PostgreSQL
-with SQLite.
+The load comes from wrk (C, keep-alive connections) against `slipwayd api`, with 1,000
+users, keys and apps in the store. The ratio column compares the workers' throughput with
+one worker's.
 
-    .venv/bin/python bench/api.py [--users 1000] [--seconds 10]
+    .venv/bin/python bench/api.py [--users 1000] [--seconds 10] [--workers 2]
 """
 
 from __future__ import annotations
@@ -117,8 +118,11 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
     }
 
 
-def measure(database_url: str, users: int, seconds: int) -> dict[tuple[str, int], dict[str, float]]:
-    fingerprints, bodies = populate(database_url, users)
+CONCURRENCY = (1, 50, 200)
+Results = dict[tuple[str, int], dict[str, float]]
+
+
+def measure(database_url: str, scripts: dict[str, str], seconds: int, workers: int) -> Results:
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="slipway-bench-api-"))
     env = {
@@ -129,19 +133,18 @@ def measure(database_url: str, users: int, seconds: int) -> dict[tuple[str, int]
         "SLIPWAY_HTTP_PORT": str(port),
     }
     server = subprocess.Popen(
-        [str(SLIPWAYD), "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(SLIPWAYD), "api", "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(base), 30, "API", server)
         results = {}
-        scripts = {
-            "key lookup": LOOKUP % lua_list([quote(f, safe="") for f in fingerprints]),
-            "authorize": AUTHORIZE % lua_list(bodies),
-        }
         for name, script in scripts.items():
             wrk(base, script, 10, 2)  # warm up
-            for connections in (1, 200):
+            for connections in CONCURRENCY:
                 results[(name, connections)] = wrk(base, script, connections, seconds)
         return results
     finally:
@@ -155,35 +158,51 @@ def _healthy(base: str) -> bool:
         return False
 
 
+def compare(database_url: str, options: argparse.Namespace) -> tuple[Results, Results]:
+    """The same store and requests served by one worker, then by ``options.workers``."""
+    fingerprints, bodies = populate(database_url, options.users)
+    scripts = {
+        "key lookup": LOOKUP % lua_list([quote(f, safe="") for f in fingerprints]),
+        "authorize": AUTHORIZE % lua_list(bodies),
+    }
+    one = measure(database_url, scripts, options.seconds, 1)
+    return one, measure(database_url, scripts, options.seconds, options.workers)
+
+
+def report(database: str, one: Results, several: Results, workers: int) -> None:
+    print(
+        f"{database:<10} {'conc':>4} | {'1 worker p50':>12} {'p99':>8} {'req/s':>6} | "
+        f"{workers} workers p50 {'p99':>8} {'req/s':>6} | req/s ratio"
+    )
+    for key, single in one.items():
+        multi = several[key]
+        print(
+            f"{key[0]:<10} {key[1]:>4} | {single['p50']:>10.2f}ms {single['p99']:>6.1f}ms "
+            f"{single['rps']:>6.0f} | {multi['p50']:>12.2f}ms {multi['p99']:>6.1f}ms "
+            f"{multi['rps']:>6.0f} | {multi['rps'] / single['rps']:>10.2f}x"
+        )
+        if single["errors"] or multi["errors"]:
+            print(f"  non-2xx answers: {single['errors']:.0f} and {multi['errors']:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     options = parser.parse_args()
     started = time.time()
     sqlite_dir = Path(tempfile.mkdtemp(prefix="slipway-bench-sqlite-"))
-    sqlite = measure(f"sqlite:///{sqlite_dir / 'slipway.db'}", options.users, options.seconds)
+    sqlite = compare(f"sqlite:///{sqlite_dir / 'slipway.db'}", options)
     with Postgres() as postgres:
-        postgresql = measure(postgres.url, options.users, options.seconds)
+        postgresql = compare(postgres.url, options)
     print(
-        f"{options.users} users/keys/apps; one `slipwayd api` process; wrk, "
-        f"{options.seconds} s per row; {os.cpu_count()} CPUs"
+        f"{options.users} users/keys/apps; wrk, {options.seconds} s per row; {os.cpu_count()} CPUs"
     )
-    print(
-        f"{'call':<11} {'conc':>4} | {'SQLite p50':>10} {'p99':>7} {'req/s':>7} | "
-        f"{'PostgreSQL p50':>14} {'p99':>7} {'req/s':>7} | {'PG/SQLite p50':>13}"
-    )
-    for key, lite in sqlite.items():
-        pg = postgresql[key]
-        print(
-            f"{key[0]:<11} {key[1]:>4} | {lite['p50']:>8.2f}ms {lite['p99']:>5.1f}ms "
-            f"{lite['rps']:>7.0f} | {pg['p50']:>12.2f}ms {pg['p99']:>5.1f}ms {pg['rps']:>7.0f}"
-            f" | {pg['p50'] / lite['p50']:>12.2f}x"
-        )
-        if lite["errors"] or pg["errors"]:
-            print(f"  non-2xx answers: SQLite {lite['errors']:.0f}, PostgreSQL {pg['errors']:.0f}")
+    report("SQLite", *sqlite, options.workers)
+    report("PostgreSQL", *postgresql, options.workers)
     print(f"(run took {time.time() - started:.0f} s)")
 
 

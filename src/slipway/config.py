@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # which new ones are answered 503.
     api_header_timeout: float = Field(default=10.0, gt=0)
     api_keep_alive_timeout: int = Field(default=5, ge=1)
-    api_max_connections: int = Field(default=1000, ge=1)
+    api_max_connections: int = Field(default=1000, ge=1)  # shared by the workers
+    # API processes sharing its socket (a Python process uses one core); default: one per CPU.
+    api_workers: int | None = Field(default=None, ge=1, le=64)
     # Addresses or networks of the reverse proxies whose X-Forwarded-For/-Proto the API
     # believes (comma-separated); empty: the peer's address is the client's.
     api_trusted_proxies: Annotated[list[str], NoDecode] = []

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
+from sqlalchemy import Connection
 
 from slipway.api import runners
 from slipway.api.auth import Db, edge_service
@@ -55,8 +56,7 @@ CHANGES_WINDOW = timedelta(seconds=10)
 @router.get("/keys")
 async def key_owner(db: Db, fingerprint: Annotated[str, Query(max_length=100)]) -> KeyOwnerOut:
     """Who owns the SSH key with this SHA256 fingerprint (as ``ssh-keygen -l`` prints it)."""
-    with db.connect() as connection:
-        found = accounts.key_owner(connection, fingerprint)
+    found = db.read(lambda connection: accounts.key_owner(connection, fingerprint))
     if found is None:
         raise ApiError(404, "not_found", "no such key")
     return KeyOwnerOut(user=found[0], key=found[1], fingerprint=fingerprint)
@@ -67,13 +67,14 @@ async def authorize(request: Request, db: Db, body: AuthorizeIn) -> AuthorizeOut
     """May ``user`` push, fetch or tunnel to ``app``? The same answer whether the app is
     missing or forbidden; when allowed, where its repository lives."""
     action = Action(body.action)
-    with db.connect() as connection:
+
+    def look_up(connection: Connection) -> tuple[str | None, tuple[str, int] | None]:
         uid = apps.uid_if_allowed(connection, body.user, body.app, action)
-        database = (
-            addons.destination(connection, body.app, body.addon)
-            if uid and action is Action.TUNNEL
-            else None
-        )
+        if uid and action is Action.TUNNEL:
+            return uid, addons.destination(connection, body.app, body.addon)
+        return uid, None
+
+    uid, database = db.read(look_up)
     if uid is None:
         return AuthorizeOut(allowed=False)
     return AuthorizeOut(

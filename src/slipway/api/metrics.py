@@ -7,6 +7,7 @@ the API serves and how busy it is.
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi import Depends, FastAPI, Response
@@ -17,9 +18,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.api.auth import edge_service
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # set by `slipwayd api` for its workers
 
 
 class RequestMetrics:
@@ -75,4 +79,8 @@ def install(app: FastAPI) -> None:
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(edge_service)])
     async def serve_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = metrics.registry
+        if MULTIPROCESS_VARIABLE in os.environ:  # several workers: sum what each counted
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

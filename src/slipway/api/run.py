@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -16,6 +18,7 @@ from slipway.api.http_limits import HttpLimits, limited_protocol
 from slipway.config import Settings
 from slipway.graceful import listen
 from slipway.graceful.lifecycle import Lifecycle
+from slipway.graceful.prefork import Prefork
 from slipway.store.db import Database
 
 log = logging.getLogger("slipway.api")
@@ -94,32 +97,61 @@ class QuietPolls(logging.Filter):
         return not (len(args) == 5 and str(args[2]).startswith(POLLED) and args[4] == 200)
 
 
-async def serve_api(settings: Settings, database: Database) -> None:
+ACCEPTS_PER_WAKEUP = 16
+
+
+class WorkerListener(socket.socket):
+    """The shared listening socket as one worker's asyncio server sees it.
+
+    asyncio accepts up to ``backlog`` connections each time the socket is readable, and
+    calls ``listen(backlog)`` on it. Every worker is woken by a new connection; taking one
+    each (as nginx does by default) spreads a burst, such as 200 clients connecting at
+    once, over the workers, where the first one awake would otherwise take them all and
+    keep them (keep-alive). ``listen`` is left alone, or the kernel's queue on the shared
+    socket would shrink to that one connection.
+    """
+
+    def listen(self, _backlog: int = 0) -> None:
+        """The socket listens already, with the queue it was made with."""
+
+
+def serve_api(settings: Settings, database: Database, workers: int) -> int:
+    """The API's manager (slipway.graceful.prefork): ``workers`` processes share the HTTP
+    socket; HUP upgrades them all. The app is built here, before the fork, so that a bad
+    setting stops the start with its message and each worker starts in milliseconds."""
     logging.getLogger("uvicorn.access").addFilter(QuietPolls())
     try:
         app = create_app(settings, database)
     except ValueError as error:  # a setting it cannot start with, such as a short secret
         raise SystemExit(f"slipwayd api: {error}") from None
+    database.dispose()  # no connection crosses the fork: each worker opens its own
     lifecycle = Lifecycle("api", pid_file=settings.data_dir / "api.pid")
     sock = lifecycle.listener("http", lambda: listen(settings.host, settings.http_port))
-    server = DrainingServer(uvicorn_config(settings, app))
+    # The connection cap is the API's: each worker takes its share.
+    share = -(-settings.api_max_connections // workers)
+    config = uvicorn_config(settings.model_copy(update={"api_max_connections": share}), app)
+    config.backlog = ACCEPTS_PER_WAKEUP  # see WorkerListener
+
+    def worker(ready: Callable[[], None]) -> None:
+        asyncio.run(_serve(config, sock, ready))
+
+    return Prefork(lifecycle, workers, worker).serve()
+
+
+async def _serve(config: uvicorn.Config, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """One worker: uvicorn until TERM, which lets its requests finish."""
+    server = DrainingServer(config)
+    listener = WorkerListener(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
     loop = asyncio.get_running_loop()
     # uvicorn handles TERM and INT itself (it stops accepting and lets requests finish), then
     # raises them again once done: these handlers take that second delivery quietly.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: None)
-    loop.add_signal_handler(signal.SIGHUP, lifecycle.upgrade)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if serving.done():
             await serving  # it failed to start: raise why
             return
         await asyncio.sleep(0.01)
-    lifecycle.ready()
-    handed_over = asyncio.create_task(lifecycle.stopping.wait())
-    await asyncio.wait([serving, handed_over], return_when=asyncio.FIRST_COMPLETED)
-    if handed_over.done() and not serving.done():
-        server.should_exit = True  # a successor serves: finish our requests and go
-    handed_over.cancel()
+    ready()
     await serving
-    lifecycle.exited()

@@ -5,8 +5,12 @@ the gateway on repo hosts). Each imports its role only when it runs, so that a r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -152,27 +156,66 @@ def api(
     http_port: HttpPort = None,
     ssh_port: SshPort = None,
     database_url: DatabaseUrl = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "-w",
+            "--workers",
+            min=1,
+            max=64,
+            help="Processes serving the socket [SLIPWAY_API_WORKERS, one per CPU].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (public /v1 and internal /internal); applies migrations first.
 
     HUP starts the new version on the same socket; once it serves, this one finishes its
-    requests and exits.
+    requests and exits. A worker that dies is replaced.
     """
-    from slipway.api.run import serve_api
-    from slipway.store.db import Database
-    from slipway.store.migrate import migrate
-
     settings = load_settings(
         data_dir=data_dir,
         host=host,
         http_port=http_port,
         ssh_port=ssh_port,
         database_url=database_url,
+        api_workers=workers,
     )
     setup_logging()
-    database = Database(settings.effective_database_url)
-    migrate(database.engine)
-    asyncio.run(serve_api(settings, database))
+    # Before prometheus_client is imported: every worker's counts, summed on each scrape.
+    with shared_metrics_dir(settings.data_dir):
+        from slipway.api.run import serve_api
+        from slipway.store.db import MAX_CONNECTIONS, Database
+        from slipway.store.migrate import migrate
+
+        count = settings.api_workers or os.cpu_count() or 1
+        # The workers share the connections one API process would open, not multiply them.
+        database = Database(settings.effective_database_url, max(4, MAX_CONNECTIONS // count))
+        migrate(database.engine)
+        raise typer.Exit(serve_api(settings, database, count))
+
+
+METRICS_DIR_PREFIX = "api-metrics."
+
+
+@contextlib.contextmanager
+def shared_metrics_dir(data_dir: Path) -> Iterator[None]:
+    """prometheus_client's multiprocess mode for the API's workers: a directory of their
+    counts, one per generation (an upgrade's new API starts its own), removed at exit along
+    with any that an API killed before it could clean up left behind."""
+    import psutil
+
+    for stale in data_dir.glob(METRICS_DIR_PREFIX + "*"):
+        pid = stale.name.removeprefix(METRICS_DIR_PREFIX)
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = data_dir / f"{METRICS_DIR_PREFIX}{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)  # read by prometheus_client's import
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def gateway(

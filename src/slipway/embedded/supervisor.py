@@ -13,7 +13,6 @@ ports never close.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -25,17 +24,11 @@ from dataclasses import dataclass, field
 
 from slipway.graceful import UpgradeFailed, spawn_successor
 from slipway.graceful.lifecycle import SUPERVISED_VARIABLE
+from slipway.graceful.prefork import die_with_parent
 
 log = logging.getLogger("slipway.embedded.supervisor")
 
-_PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 30.0
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the supervisor exits."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ServiceError(RuntimeError):
@@ -84,7 +77,7 @@ class Service:
                     timeout,
                     env=env,
                     output=log_file,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                     new_session=True,  # a Ctrl-C reaches the supervisor, which stops in order
                 ).process
             except UpgradeFailed as failure:
@@ -103,7 +96,7 @@ class Service:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )  # no threads run yet when services start
         deadline = time.monotonic() + timeout
         while self.ready is not None and not self.ready():

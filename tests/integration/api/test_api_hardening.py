@@ -55,7 +55,9 @@ class Api:
         return socket.create_connection(("127.0.0.1", self.port), timeout=30)
 
     def rss(self) -> int:
-        return int(psutil.Process(self.process.pid).memory_info().rss)
+        """The memory of the process tree: the manager and its workers."""
+        manager = psutil.Process(self.process.pid)
+        return sum(p.memory_info().rss for p in [manager, *manager.children()])
 
     def log_line(self, marker: str) -> str:
         """The API's log line holding `marker`, once written."""
@@ -334,7 +336,8 @@ def test_a_kept_alive_connection_is_closed_when_idle_or_when_its_next_head_trick
 
 
 def test_connections_beyond_the_cap_are_answered_503(tmp_path: Path) -> None:
-    with slipwayd_api(tmp_path, api_max_connections="10", api_header_timeout="120") as api:
+    settings = {"api_max_connections": "10", "api_header_timeout": "120", "api_workers": "1"}
+    with slipwayd_api(tmp_path, **settings) as api:
         idle = [api.connect() for _ in range(9)]
         try:
             assert httpx.get(f"{api.url}/healthz", timeout=30).status_code == 200  # the 10th
@@ -350,6 +353,21 @@ def test_connections_beyond_the_cap_are_answered_503(tmp_path: Path) -> None:
         finally:
             for sock in idle[5:]:
                 sock.close()
+
+
+def test_workers_share_the_cap_rather_than_multiply_it(tmp_path: Path) -> None:
+    settings = {"api_max_connections": "4", "api_header_timeout": "120", "api_workers": "2"}
+    with slipwayd_api(tmp_path, **settings) as api:
+        held = [api.connect() for _ in range(8)]
+        try:
+            for sock in held:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+            statuses = [sock.recv(65536).split(b" ")[1] for sock in held]
+        finally:
+            for sock in held:
+                sock.close()
+    assert statuses.count(b"200") <= 4  # 2 per worker
+    assert statuses.count(b"503") >= 4
 
 
 # --- 4. X-Forwarded-For only from the configured proxies.

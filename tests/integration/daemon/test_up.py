@@ -101,9 +101,12 @@ def test_up_starts_redis_and_the_api_and_stops_everything_on_ctrl_c(up: Up) -> N
         assert ((data_dir / private).stat().st_mode & 0o077) == 0
     children = _children(process.pid)
     assert sorted(child.name() for child in children)[-1] == "redis-server"
-    # redis, the router (HAProxy's master and its worker), worker, runner, api, gateway
+    # redis, the router (HAProxy's master and its worker), worker, runner, gateway, and the
+    # API's manager with a worker per CPU
     assert [child.name() for child in children].count("haproxy") == 2
-    assert len(children) == 7
+    api = psutil.Process(int((data_dir / "api.pid").read_text()))
+    assert len(api.children()) == os.cpu_count()
+    assert len(children) == 7 + len(api.children())
     with socket.create_connection(("127.0.0.1", up.ssh_port), timeout=5) as ssh:
         assert ssh.recv(64).startswith(b"SSH-2.0-")
 

@@ -1,0 +1,70 @@
+"""A small server run by slipway.graceful.prefork, for its tests.
+
+PREFORK_APP_WORKERS workers share one socket; each connection gets a line ``PID`` (the
+worker's) and then has its lines echoed back. What a worker does when it starts is read from
+the file in PREFORK_APP_BEHAVIOUR: ``serve``, ``crash`` (exit before ready) or ``hang``
+(never ready).
+
+    python tests/prefork_app.py PID_FILE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from slipway.daemon.serverlog import setup_logging
+from slipway.graceful import accept_connections, listen, stop_accepting
+from slipway.graceful.lifecycle import Lifecycle
+from slipway.graceful.prefork import Prefork
+from tests.graceful_app import echo
+
+
+async def serve(listener: socket.socket, ready: Callable[[], None], behaviour: str) -> None:
+    if behaviour == "crash":
+        raise SystemExit(3)
+    if behaviour == "hang":
+        await asyncio.Event().wait()
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    connections: set[asyncio.Task[None]] = set()
+
+    def start(sock: socket.socket, peer: object) -> None:
+        connection = asyncio.create_task(echo(sock))
+        connections.add(connection)
+        connection.add_done_callback(connections.discard)
+
+    accepting = asyncio.create_task(accept_connections(listener, start))
+    ready()
+    await stopping.wait()
+    await stop_accepting([accepting], [listener])  # this worker's copy only
+    if connections:
+        await asyncio.wait(connections)
+
+
+def main() -> int:
+    setup_logging()
+    lifecycle = Lifecycle(
+        "prefork-app",
+        pid_file=Path(sys.argv[1]),
+        ready_timeout=float(os.environ.get("PREFORK_APP_READY_TIMEOUT", "10")),
+    )
+    listener = lifecycle.listener(
+        "app", lambda: listen("127.0.0.1", int(os.environ["PREFORK_APP_PORT"]))
+    )
+    workers = int(os.environ.get("PREFORK_APP_WORKERS", "2"))
+
+    def worker(ready: Callable[[], None]) -> None:
+        behaviour = Path(os.environ["PREFORK_APP_BEHAVIOUR"]).read_text().strip()
+        asyncio.run(serve(listener, ready, behaviour))
+
+    return Prefork(lifecycle, workers, worker).serve()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
