@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from slipway.builder.repositories import repo_queue
 from slipway.config import Settings, load_settings
 from slipway.daemon.options import (
     DatabaseUrl,
@@ -28,15 +27,10 @@ from slipway.daemon.options import (
     RouterPort,
     SshPort,
 )
-from slipway.embedded.datadir import AlreadyRunning, DataDirLock
-from slipway.embedded.redis_server import redis_service
-from slipway.embedded.supervisor import Service, ServiceError, Supervisor
-from slipway.fleet import announcements
-from slipway.graceful import listen
-from slipway.router.haproxy import router_service
-from slipway.runtime.jobs import runner_queue
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported by `up` when it runs: every slipwayd command loads
+    # this module, git hooks included, and they need none of it
+    from slipway.embedded.supervisor import Service, Supervisor
     from slipway.store.db import Database
 
 NEXT_STEPS = """\
@@ -67,6 +61,9 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _listen(host: str, port: int, setting: str) -> socket.socket:
+    from slipway.embedded.supervisor import ServiceError
+    from slipway.graceful import listen
+
     try:
         return listen(host, port)
     except OSError as error:
@@ -81,6 +78,12 @@ ADDON_CHECK_SECONDS = 5.0  # how soon an add-on server that died is started agai
 def _embedded_services(settings: Settings) -> list[Service]:
     """redis-server, then our servers; the supervisor holds their listening sockets, so an
     upgrade (HUP) never closes a port."""
+    from slipway.builder.repositories import repo_queue
+    from slipway.embedded.redis_server import redis_service
+    from slipway.embedded.supervisor import Service
+    from slipway.router.haproxy import router_service
+    from slipway.runtime.jobs import runner_queue
+
     services = []
     if settings.redis_url is None:
         redis = redis_service(settings.data_dir / "redis")
@@ -188,6 +191,8 @@ def up(
     old one drains once the new one is ready.
     """
     from slipway.addons.services import Services
+    from slipway.embedded.datadir import AlreadyRunning, DataDirLock
+    from slipway.embedded.supervisor import ServiceError, Supervisor
     from slipway.store.db import Database
     from slipway.store.migrate import migrate
 
@@ -286,6 +291,8 @@ def abandon_builds(database: Database) -> None:
 
 
 def _banner(settings: Settings, supervisor: Supervisor) -> None:
+    from slipway.fleet import announcements
+
     print(
         f"Slipway is up; data in {settings.data_dir}. Ctrl-C stops everything; "
         f"kill -HUP {os.getpid()} upgrades it in place."
