@@ -7,7 +7,8 @@ and the app share the cores: at saturation the router's CPU comes out of the app
 The app is a minimal ASGI app under uvicorn (httptools), one process, as a fast Python
 instance would be. The router's line per request goes where it goes on a platform: to the
 runner's reader (slipway.applog.routerlog), which writes it to the app's log in a private
-Redis; `--no-log` leaves the log socket unbound, to show what the log path costs.
+Redis; `--no-log` lets the lines pile up unread (HAProxy's ring drops the oldest), to show
+what the reader costs.
 
     .venv/bin/python bench/router.py [--seconds 10] [--connections 50] [--no-log]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tests.services import RedisServer, stop_process, wait_until  # noqa: E402
 
 from bench.wrk import wrk  # noqa: E402
-from slipway.applog.routerlog import RoutedHosts, RouterLog  # noqa: E402
+from slipway.applog.routerlog import RoutedHosts, RouterLog, listen_for_lines  # noqa: E402
 from slipway.applog.stream import AppLog, stream_key  # noqa: E402
 from slipway.host.ports import free_port, port_open  # noqa: E402
 from slipway.router.haproxy import RouterFiles, router_service  # noqa: E402
@@ -56,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--no-log", action="store_true", help="leave the router's log unread")
+    parser.add_argument("--no-log", action="store_true", help="leave the router's lines unread")
     options = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("haproxy") is None:
         raise SystemExit("needs wrk and haproxy (make bench installs them)")
@@ -66,12 +67,13 @@ def main() -> None:
     router = router_service(directory, "127.0.0.1", router_port, slots=10, https_port=free_port())
     with contextlib.ExitStack() as stack:
         logged = 0
+        listener = stack.enter_context(listen_for_lines(RouterFiles(directory).log_socket))
         if not options.no_log:
             server = stack.enter_context(RedisServer())
             connection = redis.Redis.from_url(server.url)
             RoutedHosts(connection).set("bench.localhost", "bench-uid", 1)
             reader = RouterLog(
-                RouterFiles(directory).log_socket,
+                listener,
                 AppLog(connection, 10_000_000, 1),
                 RoutedHosts(connection).app,
             )

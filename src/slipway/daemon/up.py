@@ -78,10 +78,11 @@ ADDON_CHECK_SECONDS = 5.0  # how soon an add-on server that died is started agai
 def _embedded_services(settings: Settings) -> list[Service]:
     """redis-server, then our servers; the supervisor holds their listening sockets, so an
     upgrade (HUP) never closes a port."""
+    from slipway.applog.routerlog import SOCKET_NAME, listen_for_lines
     from slipway.builder.repositories import repo_queue
     from slipway.embedded.redis_server import redis_service
     from slipway.embedded.supervisor import Service
-    from slipway.router.haproxy import router_service
+    from slipway.router.haproxy import RouterFiles, router_service
     from slipway.runtime.jobs import runner_queue
 
     services = []
@@ -92,9 +93,10 @@ def _embedded_services(settings: Settings) -> list[Service]:
     _listen(settings.host, settings.router_port, "--router-port / SLIPWAY_ROUTER_PORT").close()
     https = "--router-https-port / SLIPWAY_ROUTER_HTTPS_PORT"
     _listen(settings.host, settings.router_https_port, https).close()
+    router_dir = settings.data_dir / "router"
     services.append(
         router_service(
-            settings.data_dir / "router",
+            router_dir,
             settings.host,
             settings.router_port,
             settings.router_slots,
@@ -130,7 +132,9 @@ def _embedded_services(settings: Settings) -> list[Service]:
             name="runner",
             argv=[*role, "runner", "--redis-url", settings.redis_url or ""],
             env=env,
-            sockets={},  # none: upgraded like the others; the new runner adopts the apps
+            # The router's lines: HAProxy spins while nothing listens there, so the socket
+            # outlives each runner. The new runner adopts the apps.
+            sockets={SOCKET_NAME: listen_for_lines(RouterFiles(router_dir).log_socket)},
             listens=f"deploys from the queue {runner_queue()}",
             log_path=str(settings.data_dir / "runner.log"),
         )

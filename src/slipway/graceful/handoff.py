@@ -8,6 +8,7 @@ with ``MAINPID=`` to ``NOTIFY_SOCKET``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -50,8 +51,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+@functools.cache
 def inherited_sockets() -> dict[str, socket.socket]:
-    """Listening sockets handed to this process, by name (empty when started afresh)."""
+    """Listening sockets handed to this process, by name (empty when started afresh).
+
+    The same dict on every call: each part of a process takes its own (the runner's server
+    and its router log), and a socket a part adds is passed on at the next upgrade too.
+    """
+    return _take_inherited_sockets()
+
+
+def _take_inherited_sockets() -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
     ours = os.environ.pop(FDS_VARIABLE, "")
     for item in filter(None, ours.split(",")):

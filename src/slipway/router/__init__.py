@@ -7,3 +7,9 @@ through HAProxy's runtime API. No reload, so no connection is ever refused or cu
 
 The runner and ``slipwayd`` import it; it uses only ``slipway.embedded`` and ``slipway.host``.
 """
+
+# The router's line per request goes through HAProxy's ring to the runner's reader
+# (slipway.applog.routerlog), at most this long; the ring holds this much while it reads.
+LOG_LINE_MAX = 8192
+LOG_RING = "requests"
+LOG_RING_BYTES = 8 << 20

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.embedded.supervisor import Service, ServiceError
-from slipway.router import certificates
+from slipway.router import LOG_LINE_MAX, LOG_RING, LOG_RING_BYTES, certificates
 from slipway.router.runtime import RuntimeApi
 
 NOT_FOUND_PAGE = (
@@ -115,7 +115,16 @@ def render_config(
         ":ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
         ":ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2",
-        f"    log unix@{files.log_socket} len 8192 format raw local0 info",
+        f"    log ring@{LOG_RING} len {LOG_LINE_MAX} format raw local0 info",
+        "",
+        # The lines wait here while the runner reads them (slipway.applog.routerlog).
+        f"ring {LOG_RING}",
+        "    format raw",
+        f"    maxlen {LOG_LINE_MAX}",
+        f"    size {LOG_RING_BYTES}",
+        "    timeout connect 5s",
+        "    timeout server 1h",
+        f"    server runner unix@{files.log_socket} log-proto legacy",
         "",
         "defaults",
         "    mode http",

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from slipway.applog.routerlog import RoutedHosts, RouterLog
+from slipway.applog.routerlog import RoutedHosts, RouterLog, router_log_listener
 from slipway.applog.ship import LogShipper
 from slipway.applog.stream import AppLog
 from slipway.config import Settings
@@ -86,7 +86,11 @@ class Runner:
         # The runner of the router's host takes its request lines, for every runner's apps.
         self.routed = RoutedHosts(connection)
         self.router_log = (
-            RouterLog(router_files.log_socket, self.logs.applog, RoutedHosts(connection).app)
+            RouterLog(
+                router_log_listener(router_files.log_socket),
+                self.logs.applog,
+                RoutedHosts(connection).app,
+            )
             if settings.router_dir is None
             else None
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from slipway.applog.routerlog import listen_for_lines
 from slipway.embedded.supervisor import Service
 from slipway.host.ports import free_port
 from slipway.router.haproxy import RouterFiles, router_service
@@ -80,11 +81,14 @@ def running() -> Iterator[RunningRouter]:
     directory = Path(tempfile.mkdtemp(prefix="sw-router-"))  # short: a unix socket's path
     port = free_port()
     service = router_service(directory, "127.0.0.1", port, slots=20, https_port=free_port())
+    # Where its lines go, left unread: HAProxy spins while nothing listens there.
+    lines = listen_for_lines(RouterFiles(directory).log_socket)
     service.start()
     try:
         yield RunningRouter(service, Router(RouterFiles(directory), slots=20), port)
     finally:
         service.stop()
+        lines.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
