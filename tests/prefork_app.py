@@ -2,8 +2,8 @@
 
 PREFORK_APP_WORKERS workers share one socket; each connection gets a line ``PID`` (the
 worker's) and then has its lines echoed back. What a worker does when it starts is read from
-the file in PREFORK_APP_BEHAVIOUR: ``serve``, ``crash`` (exit before ready) or ``hang``
-(never ready).
+the file in PREFORK_APP_BEHAVIOUR: ``serve``, ``crash`` (exit before ready), ``hang`` (never
+ready) or ``stuck`` (never ready, and deaf to TERM).
 
     python tests/prefork_app.py PID_FILE
 """
@@ -28,7 +28,9 @@ from tests.graceful_app import echo
 async def serve(listener: socket.socket, ready: Callable[[], None], behaviour: str) -> None:
     if behaviour == "crash":
         raise SystemExit(3)
-    if behaviour == "hang":
+    if behaviour == "stuck":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if behaviour in ("hang", "stuck"):
         await asyncio.Event().wait()
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)

@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from slipway.graceful.handoff import UpgradeFailed, spawn_successor
+from slipway.graceful.handoff import STOP_GRACE, UpgradeFailed, spawn_successor
 from slipway.graceful.lifecycle import Lifecycle
 
 log = logging.getLogger("slipway.graceful")
@@ -215,10 +215,19 @@ class Prefork:
             self._fork()
 
     def _wait_all(self) -> None:
-        for pid in list(self.workers):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            self.workers.discard(pid)
+        """Wait for the workers told to stop; kill those that do not within STOP_GRACE (a
+        worker stuck in its start may not have its TERM handler yet)."""
+        deadline = time.monotonic() + STOP_GRACE
+        while self.workers:
+            for pid in list(self.workers):
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        if time.monotonic() < deadline:
+                            continue
+                        _signal(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                self.workers.discard(pid)
+            time.sleep(0.05)
 
 
 def _noted(_signum: int, _frame: object) -> None:
