@@ -9,7 +9,7 @@
 - Ten `git ls-remote` in a row, authentication included, gateway against sshd.
 - 500 idle sessions held at once: the gateway's memory per idle session, and per active clone.
 
-    .venv/bin/python bench/gateway.py [--megabytes 80] [--runs 3] [--sessions 500]
+    .venv/bin/python bench/gateway.py [--megabytes 80] [--runs 3] [--sessions 500] [--profile]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.services import RedisServer, Sshd, stop_process, wait_until  # noqa: E402
 
+from bench.cpu import CpuByCommand  # noqa: E402
 from slipway.builder.repositories import repo_queue  # noqa: E402
 from slipway.host.ports import free_port, port_open  # noqa: E402
 from slipway.store import accounts, apps  # noqa: E402
@@ -252,6 +253,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=80)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--profile", action="store_true", help="CPU by command of one clone each")
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="slipway-bench-gateway-"))
     repo = make_repository(root / "source" / "big.git", options.megabytes)
@@ -309,6 +311,16 @@ def main() -> None:
                 f"{fresh_gateway / fresh_openssh:.2f}x OpenSSH serving it (goal <= 0.95)"
             )
             print(f"  OpenSSH sshd, same repository  {fresh_openssh:6.2f} s")
+            if options.profile:
+                print("  CPU by command, one clone each (the machine's floor for the goal):")
+                for label, run in (
+                    ("file://", clone(os.environ.copy(), f"file://{repo}", target)),
+                    ("gateway", clone(local.env, local.fresh_url, target)),
+                    ("OpenSSH", clone(openssh_env, fresh_openssh_url, target)),
+                ):
+                    with CpuByCommand() as cpu:
+                        run()
+                    print(f"  {label}\n{cpu.report()}")
 
             def ls_remote(env: dict[str, str], url: str) -> Callable[[], None]:
                 def ten() -> None:

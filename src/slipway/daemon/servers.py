@@ -305,7 +305,9 @@ def gateway(
         allow_chacha20=allow_chacha20,
         local_repositories=settings.local_repositories,
     )
-    asyncio.run(run_gateway(config, settings.host, settings.ssh_port, metrics_port, max_drain))
+    import uvloop
+
+    uvloop.run(run_gateway(config, settings.host, settings.ssh_port, metrics_port, max_drain))
 
 
 def _startup_limits(

@@ -128,8 +128,10 @@ class LocalProcess(asyncio.SubprocessProtocol):
         self.transport = cast(asyncio.SubprocessTransport, transport)
         for fd in (1, 2):
             pipe = self._pipe(fd)
-            if pipe is not None:
-                pipe.max_size = PIPE_READ_SIZE  # type: ignore[attr-defined]
+            # asyncio's pipe transports read max_size at a time; uvloop's have no such knob
+            # (and read into a buffer of their own).
+            if pipe is not None and hasattr(pipe, "max_size"):
+                pipe.max_size = PIPE_READ_SIZE
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self._output_done.done():
