@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -57,14 +57,17 @@ class CpuByCommand:
         while not self._stop.wait(SAMPLE_EVERY):
             self._last.update(_processes())
 
-    def seconds(self) -> Counter[str]:
-        used: Counter[str] = Counter()
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds by command, most first."""
+        used: defaultdict[str, float] = defaultdict(float)
         for pid, (name, cpu) in self._last.items():
             before = self._before.get(pid)
             used[name] += cpu - (before[1] if before and before[0] == name else 0.0)
-        return used
+        return dict(sorted(used.items(), key=lambda item: -item[1]))
 
     def report(self, top: int = 8) -> str:
         used = self.seconds()
-        lines = [f"    {cpu:6.2f} s  {name}" for name, cpu in used.most_common(top) if cpu >= 0.01]
+        lines = [
+            f"    {cpu:6.2f} s  {name}" for name, cpu in list(used.items())[:top] if cpu >= 0.01
+        ]
         return "\n".join([*lines, f"    {sum(used.values()):6.2f} s  in all"])
