@@ -48,6 +48,12 @@ async def main(behaviour: str) -> None:
     if behaviour == "hang":
         await asyncio.Event().wait()
     lifecycle.ready()
+    await serve_echo(listener, lifecycle.stopping)
+
+
+async def serve_echo(listener: socket.socket, stopping: asyncio.Event) -> None:
+    """Echo on every connection until ``stopping``; then accept no more (a successor, or
+    another worker, has the socket) and let the open connections finish."""
     connections: set[asyncio.Task[None]] = set()
 
     def start(sock: socket.socket, peer: object) -> None:
@@ -56,8 +62,8 @@ async def main(behaviour: str) -> None:
         connection.add_done_callback(connections.discard)
 
     accepting = asyncio.create_task(accept_connections(listener, start))
-    await lifecycle.stopping.wait()
-    await stop_accepting([accepting], [listener])  # accept no more: the successor has it
+    await stopping.wait()
+    await stop_accepting([accepting], [listener])  # this process's copy only
     if connections:
         await asyncio.wait(connections)
 

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slipway.daemon.serverlog import setup_logging
-from slipway.graceful import accept_connections, listen, stop_accepting
+from slipway.graceful import listen
 from slipway.graceful.lifecycle import Lifecycle
 from slipway.graceful.prefork import Prefork
-from tests.graceful_app import echo
+from tests.graceful_app import serve_echo
 
 
 async def serve(listener: socket.socket, ready: Callable[[], None], behaviour: str) -> None:
@@ -34,19 +34,8 @@ async def serve(listener: socket.socket, ready: Callable[[], None], behaviour: s
         await asyncio.Event().wait()
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    connections: set[asyncio.Task[None]] = set()
-
-    def start(sock: socket.socket, peer: object) -> None:
-        connection = asyncio.create_task(echo(sock))
-        connections.add(connection)
-        connection.add_done_callback(connections.discard)
-
-    accepting = asyncio.create_task(accept_connections(listener, start))
     ready()
-    await stopping.wait()
-    await stop_accepting([accepting], [listener])  # this worker's copy only
-    if connections:
-        await asyncio.wait(connections)
+    await serve_echo(listener, stopping)
 
 
 def main() -> int:
