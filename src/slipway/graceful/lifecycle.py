@@ -71,8 +71,7 @@ class Lifecycle:
             pass
 
     def upgrade(self) -> None:
-        if self.supervised:
-            log.warning("%s: upgrades come from the supervisor; send slipwayd up a HUP", self.name)
+        if self.refuses_upgrade():
             return
         if self._upgrading or self.handed_over:
             log.warning("%s: an upgrade is already in progress", self.name)
@@ -80,18 +79,29 @@ class Lifecycle:
         self._upgrading = True
         asyncio.get_running_loop().create_task(self._upgrade())
 
+    def refuses_upgrade(self) -> bool:
+        """Under a supervisor, upgrades are its job: say so, and do nothing."""
+        if self.supervised:
+            log.warning("%s: upgrades come from the supervisor; send slipwayd up a HUP", self.name)
+        return self.supervised
+
     async def _upgrade(self) -> None:
+        try:
+            if await asyncio.to_thread(self.start_successor):
+                self.stopping.set()
+        finally:
+            self._upgrading = False
+
+    def start_successor(self) -> bool:
+        """Start the new version on our sockets and wait until it is ready (blocking); True
+        if it serves now, and we only drain."""
         argv = [sys.executable, *sys.orig_argv[1:]]
         log.info("%s: starting the new version: %s", self.name, " ".join(argv))
         try:
-            successor = await asyncio.to_thread(
-                spawn_successor, argv, self.sockets, self.ready_timeout
-            )
+            successor = spawn_successor(argv, self.sockets, self.ready_timeout)
         except UpgradeFailed as failure:
             log.error("%s: upgrade failed, still serving: %s", self.name, failure)
-            return
-        finally:
-            self._upgrading = False
+            return False
         log.info("%s: pid %d serves now; draining", self.name, successor.pid)
         self.handed_over = True
-        self.stopping.set()
+        return True

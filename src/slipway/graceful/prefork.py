@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import select
@@ -26,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from slipway.graceful.handoff import STOP_GRACE, UpgradeFailed, spawn_successor
+from slipway.graceful.handoff import STOP_GRACE
 from slipway.graceful.lifecycle import Lifecycle
 
 log = logging.getLogger("slipway.graceful")
@@ -163,26 +162,18 @@ class Prefork:
         self.stopping = True
         self._restart_at.clear()
         for pid in self.workers:
-            _signal(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def _upgrade(self) -> None:
-        name = self.lifecycle.name
-        if self.lifecycle.supervised:
-            log.warning("%s: upgrades come from the supervisor; send slipwayd up a HUP", name)
+        """Blocks until the new version is ready (or failed): signals wait in the pipe."""
+        if self.lifecycle.refuses_upgrade():
             return
         if self.stopping:
-            log.warning("%s: stopping already; no upgrade", name)
+            log.warning("%s: stopping already; no upgrade", self.lifecycle.name)
             return
-        argv = [sys.executable, *sys.orig_argv[1:]]
-        log.info("%s: starting the new version: %s", name, " ".join(argv))
-        try:
-            successor = spawn_successor(argv, self.lifecycle.sockets, self.lifecycle.ready_timeout)
-        except UpgradeFailed as failure:
-            log.error("%s: upgrade failed, still serving: %s", name, failure)
-            return
-        log.info("%s: pid %d serves now; draining", name, successor.pid)
-        self.lifecycle.handed_over = True
-        self._stop_workers()
+        if self.lifecycle.start_successor():
+            self._stop_workers()
 
     def _reap(self) -> None:
         """Collect workers that exited; plan a replacement for those that died while serving.
@@ -224,7 +215,8 @@ class Prefork:
                     if os.waitpid(pid, os.WNOHANG)[0] == 0:
                         if time.monotonic() < deadline:
                             continue
-                        _signal(pid, signal.SIGKILL)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                         os.waitpid(pid, 0)
                 self.workers.discard(pid)
             time.sleep(0.05)
@@ -233,14 +225,6 @@ class Prefork:
 def _noted(_signum: int, _frame: object) -> None:
     """A Python handler, so that the signal is written to the wakeup pipe and not acted on
     by the default action; the select loop handles it."""
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except OSError as error:
-        if error.errno != errno.ESRCH:
-            raise
 
 
 def _describe(status: int) -> str:
