@@ -103,18 +103,15 @@ def app(tmp_path: Path) -> Iterator[App]:
 def test_every_worker_serves_the_one_socket(app: App) -> None:
     workers = app.workers()
     assert len(workers) == WORKERS and app.process.pid not in workers
-    held, answered = [], set()
-    try:
-        for _ in range(300):
-            sock, pid = app.connect()
-            held.append(sock)
-            answered.add(pid)
-            if answered == workers:
-                break
-        assert answered == workers
-    finally:
-        for sock in held:
-            sock.close()
+    for worker in workers:  # the others paused: only this one can take the connection
+        others = workers - {worker}
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        try:
+            assert app.ask() == worker
+        finally:
+            for other in others:
+                os.kill(other, signal.SIGCONT)
 
 
 def test_a_worker_that_dies_is_replaced(app: App) -> None:
